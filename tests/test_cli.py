@@ -1,0 +1,109 @@
+"""The command line as a user types it: help that teaches, the data commands end to end, clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from ccaug.data import read_dataset
+from cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, [str(arg) for arg in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def aerial(tmp_path_factory):
+    out = tmp_path_factory.mktemp("aerial")
+    result = invoke("data", "make-aerial", "--out", out, "--n", 8, "--seed", 3, "--workers", 1)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.mark.parametrize("command", ["make-aerial", "import", "tile", "stats", "show"])
+def test_every_data_command_teaches_by_example(command):
+    result = invoke("data", command, "--help")
+    assert result.exit_code == 0
+    assert "Examples" in result.output and f"ccaug data {command}" in result.output
+
+
+def test_make_aerial_writes_a_dota_dataset_with_train_and_val(aerial):
+    dataset = read_dataset(aerial, "dota")
+    assert len(dataset) == 8
+    assert set(dataset.splits) == {"train", "val"}
+    assert len(dataset.instances) > 0
+
+
+def test_import_converts_and_registers_the_dataset_by_name(aerial, tmp_path, monkeypatch):
+    monkeypatch.setenv("CCAUG_HOME", str(tmp_path / "home"))
+    result = invoke("data", "import", aerial, "--format", "dota", "--to", "coco", "--out", tmp_path / "coco", "--name", "air")
+    assert result.exit_code == 0, result.output
+    registry = json.loads((tmp_path / "home" / "datasets.json").read_text())
+    assert registry["air"] == {"path": str((tmp_path / "coco").resolve()), "format": "coco"}
+    original, converted = read_dataset(aerial, "dota"), read_dataset(tmp_path / "coco", "coco")
+    assert converted.categories == original.categories
+    assert len(converted.instances) == len(original.instances)
+
+
+def test_import_of_a_bad_label_line_names_file_and_line_and_exits_2(tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labelTxt").mkdir()
+    Image.new("RGB", (64, 64)).save(tmp_path / "images" / "a.png")
+    (tmp_path / "labelTxt" / "a.txt").write_text("1 1 10 1 10 10 1 10 plane 0\n1 1 10 1 oops 10 1 10 plane 0\n")
+    result = invoke("data", "import", tmp_path, "--format", "dota", "--out", tmp_path / "out")
+    assert result.exit_code == 2
+    assert "a.txt:2" in result.output
+    assert not (tmp_path / "out" / "labelTxt").exists()
+
+
+def test_import_skip_invalid_reports_and_keeps_the_good_lines(tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labelTxt").mkdir()
+    Image.new("RGB", (64, 64)).save(tmp_path / "images" / "a.png")
+    (tmp_path / "labelTxt" / "a.txt").write_text("1 1 10 1 10 10 1 10 plane 0\n1 1 10 1 oops 10 1 10 plane 0\n")
+    result = invoke("data", "import", tmp_path, "--format", "dota", "--out", tmp_path / "out", "--skip-invalid")
+    assert result.exit_code == 0, result.output
+    assert "a.txt:2" in result.output
+    assert len(read_dataset(tmp_path / "out", "dota").instances) == 1
+
+
+def test_stats_prints_a_table_and_writes_plots(aerial, tmp_path):
+    result = invoke("data", "stats", aerial, "--format", "dota", "--out", tmp_path / "stats")
+    assert result.exit_code == 0, result.output
+    assert "small-vehicle" in result.output
+    assert sorted(p.suffix for p in (tmp_path / "stats").iterdir()).count(".png") >= 3
+
+
+def test_show_writes_a_png_grid(aerial, tmp_path):
+    result = invoke("data", "show", aerial, "--format", "dota", "--out", tmp_path / "grid.png", "--n", 4)
+    assert result.exit_code == 0, result.output
+    with Image.open(tmp_path / "grid.png") as grid:
+        assert grid.width >= 2 * 256
+
+
+def test_tile_cuts_scenes_into_tiles_of_the_requested_size(aerial, tmp_path):
+    result = invoke("data", "tile", aerial, "--format", "dota", "--out", tmp_path / "tiles", "--size", 128, "--overlap", 16, "--workers", 1)
+    assert result.exit_code == 0, result.output
+    tiles = read_dataset(tmp_path / "tiles", "dota")
+    assert len(tiles) > len(read_dataset(aerial, "dota"))
+    assert set(tiles.images["width"]) == {128} and set(tiles.images["height"]) == {128}
+
+
+def test_unknown_source_folder_is_a_clear_error(tmp_path):
+    result = invoke("data", "stats", tmp_path / "nope", "--format", "dota")
+    assert result.exit_code == 2
+    assert "nope" in result.output
+
+
+def test_demo_quick_runs_the_data_steps_end_to_end(tmp_path):
+    result = invoke("demo", "--quick", "--out", tmp_path / "demo")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "demo" / "aerial-grid.png").is_file()
+    assert (tmp_path / "demo" / "aerial-tiles-grid.png").is_file()
+    assert len(read_dataset(tmp_path / "demo" / "aerial-tiles", "dota")) > 0

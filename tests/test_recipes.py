@@ -1,0 +1,49 @@
+"""Recipes load into validated configs, and every wrong key or value is refused with the file and key named."""
+
+from __future__ import annotations
+
+import pytest
+
+from ccaug.recipes import RECIPES_DIR, RecipeError, TilingConfig, load_recipe
+
+
+@pytest.mark.parametrize("path", sorted(RECIPES_DIR.glob("*.yaml")), ids=lambda path: path.stem)
+def test_every_shipped_recipe_loads(path):
+    assert load_recipe(path.stem).name == path.stem
+
+
+def test_dota_512_recipe_is_the_cc_diff_tiling():
+    assert load_recipe("dota-512").tiling == TilingConfig(size=512, overlap=100, keep_threshold=0.7)
+
+
+def test_missing_keys_take_their_defaults(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("tiling:\n  size: 256\n")
+    assert load_recipe(path).tiling == TilingConfig(size=256)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("tilling:\n  size: 256\n", "unknown section(s) ['tilling']"),
+        ("tiling:\n  sise: 256\n", "unknown key 'tiling.sise'"),
+        ("tiling:\n  size: big\n", "'tiling.size' must be int"),
+        ("tiling:\n  size: true\n", "'tiling.size' must be int"),
+        ("tiling:\n  size: 256\n  overlap: 256\n", "overlap must be in [0, size)"),
+        ("tiling:\n  keep_threshold: 1.5\n", "keep_threshold must be in (0, 1]"),
+        ("tiling: [1, 2]\n", "section 'tiling' must be a mapping"),
+        ("tiling:\n  size: [\n", "not valid YAML"),
+    ],
+)
+def test_a_wrong_recipe_is_refused_naming_file_and_key(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(RecipeError) as error:
+        load_recipe(path)
+    assert str(path) in str(error.value)
+    assert message in str(error.value)
+
+
+def test_an_unknown_recipe_name_lists_the_known_ones():
+    with pytest.raises(RecipeError, match="dota-512"):
+        load_recipe("no-such-recipe")
