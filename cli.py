@@ -179,7 +179,8 @@ def stats_command(
       ccaug data stats aerial/ --format dota
       ccaug data stats DOTA/ --format dota --out dota-stats/      [dim]# also PNG plots[/]
     """
-    from ccaug.data.stats import dataset_stats, plot_stats, print_stats
+    from ccaug.data.stats import dataset_stats, print_stats
+    from ccaug.data.stats_plots import plot_stats
 
     stats = dataset_stats(read_dataset(src, fmt.value))
     print_stats(stats, console)

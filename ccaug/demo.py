@@ -31,7 +31,8 @@ QUICK = DemoBudget(images=12, large_scenes=1, large_size=512, tile_size=256, til
 def run_demo(out: str | Path, *, seed: int = 0, quick: bool = False, console: Console | None = None) -> dict[str, Path]:
     """Run every demo step into `out`; returns the main files written, by name."""
     from ccaug.data.draw import show_grid
-    from ccaug.data.stats import dataset_stats, plot_stats, print_stats
+    from ccaug.data.stats import dataset_stats, print_stats
+    from ccaug.data.stats_plots import plot_stats
     from ccaug.data.tiling import tile_dataset
     from ccaug.datasets import make_aerial
 

@@ -88,7 +88,9 @@ class Dataset:
             if "polygon" in record:
                 record.update(zip(POLY_COLUMNS, np.asarray(record.pop("polygon"), dtype=float).ravel()))
             rows.append(record)
-        return cls(pd.DataFrame(images), pd.DataFrame(rows), list(categories), root, **kwargs)
+        images_table = pd.DataFrame(images) if images else pd.DataFrame(columns=IMAGE_COLUMNS)
+        instances_table = pd.DataFrame(rows) if rows else pd.DataFrame(columns=INSTANCE_COLUMNS)
+        return cls(images_table, instances_table, list(categories), root, **kwargs)
 
     # ----------------------------------------------------------------------------------------------------
     # derived geometry
@@ -203,6 +205,8 @@ def _normalise_instances(instances: pd.DataFrame, categories: list[str]) -> pd.D
     for flag in ("difficult", "truncated"):
         if flag not in instances.columns:
             instances[flag] = False
+        else:  # a record that leaves a flag out means False, not NaN (which bool() would make True)
+            instances[flag] = instances[flag].astype(object).fillna(False)
     missing = [column for column in INSTANCE_COLUMNS if column not in instances.columns]
     if missing:
         raise ValueError(f"instances table lacks columns {missing}")
