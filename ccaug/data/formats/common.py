@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -20,21 +21,27 @@ Image.MAX_IMAGE_PIXELS = None
 
 
 def split_folders(root: Path, marker: str) -> list[tuple[str, Path]]:
-    """``[(split, folder)]`` for a data set whose files sit in ``root/marker`` or ``root/<split>/marker``.
+    """``[(split, folder)]`` for a data set whose files sit in ``root/marker`` and/or ``root/<split>/marker``.
 
-    A flat layout gives the single split ``""``.
+    A flat layout gives the split ``""``; it comes first when split folders sit beside it (a writer puts a
+    data set with both unsplit and split images there, so a reader must not skip either).
     """
-    found = [(split, root / split) for split in SPLIT_NAMES if (root / split / marker).is_dir()]
+    found = [(split, root / split) for split in ("", *SPLIT_NAMES) if (root / split / marker).is_dir()]
     if found:
         return found
-    if (root / marker).is_dir():
-        return [("", root)]
     raise DataError(root, f"expected a folder '{marker}/' here or in train/, val/ or test/ sub-folders")
 
 
 def split_prefix(split: str) -> str:
     """The folder (with trailing slash) that holds a split when written: ``"train/"``, or ``""`` if unsplit."""
     return f"{split}/" if split else ""
+
+
+def check_split_names(splits: list[str]) -> None:
+    """Refuse to write splits other than train / val / test / "": readers look for those folders only."""
+    unknown = [split for split in splits if split and split not in SPLIT_NAMES]
+    if unknown:
+        raise ValueError(f"splits must be one of {SPLIT_NAMES} (or '' for none); rename the splits {unknown}")
 
 
 def find_images(folder: Path) -> dict[str, Path]:
@@ -59,9 +66,14 @@ def read_image_size(path: Path, problems: Problems, item: str | None = None) -> 
 def resolve_inside(
     root: Path, relative: str, problems: Problems, source: Path, line: int | None = None, item: str | None = None
 ) -> Path | None:
-    """``root / relative``, refusing a path that escapes ``root`` (``../``, absolute paths)."""
-    candidate = (root / relative).resolve()
-    if not candidate.is_relative_to(root.resolve()):
+    """``root / relative``, refusing a path that escapes ``root`` (``../``, absolute paths).
+
+    The check is lexical: an images folder that is a symbolic link to another disk is legal, because the
+    data set names it from inside its root.
+    """
+    base = Path(os.path.normpath(root.absolute()))
+    candidate = Path(os.path.normpath(base / relative))
+    if not candidate.is_relative_to(base):
         problems.report(source, f"path {relative!r} escapes the data root {root}", line=line, item=item)
         return None
     return candidate
