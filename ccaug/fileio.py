@@ -48,12 +48,15 @@ def write_json(target: str | Path, obj: Any, indent: int | None = None) -> None:
     write_text(target, json.dumps(obj, indent=indent, ensure_ascii=False))
 
 
-def save_image(target: str | Path, image: np.ndarray | Image.Image) -> None:
-    """Save an HxW or HxWx3 uint8 array (or a PIL image) atomically; the format follows the suffix."""
+def save_image(target: str | Path, image: np.ndarray | Image.Image, **options: Any) -> None:
+    """Save an HxW or HxWx3 uint8 array (or a PIL image) atomically; the format follows the suffix.
+
+    `options` go to PIL's writer (e.g. ``compress_level=1`` for PNG, ``quality=95`` for JPEG).
+    """
     if isinstance(image, np.ndarray):
         image = Image.fromarray(image)
     with atomic_path(target) as tmp:
-        image.save(tmp, format=Image.registered_extensions()[Path(target).suffix.lower()])
+        image.save(tmp, format=Image.registered_extensions()[Path(target).suffix.lower()], **options)
 
 
 def copy_file(source: str | Path, target: str | Path) -> None:
