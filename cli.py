@@ -48,7 +48,7 @@ def friendly_errors(command):
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
-        except (DataError, FileNotFoundError, KeyError, ValueError) as error:
+        except (DataError, FileNotFoundError, FileExistsError, KeyError, ValueError) as error:
             message = error.args[0] if isinstance(error, KeyError) and error.args else error
             console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None

@@ -6,6 +6,7 @@ statistics with plots, and draw preview grids. Generator, synthesis and detector
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,7 @@ def run_demo(out: str | Path, *, seed: int = 0, quick: bool = False, console: Co
 
     step(f"2. render {budget.large_scenes} large scene(s) of {budget.large_size} px and tile them")
     scenes = make_aerial(out / "aerial-large", n=budget.large_scenes, size=budget.large_size, seed=seed + 1, val_fraction=0)
+    shutil.rmtree(out / "aerial-tiles", ignore_errors=True)  # tiling refuses to mix with an earlier run's tiles
     tiles = tile_dataset(scenes, out / "aerial-tiles", size=budget.tile_size, overlap=budget.tile_overlap)
     console.print(
         f"{len(scenes)} scenes -> {len(tiles)} tiles, {len(tiles.instances)} instances "

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -213,7 +214,7 @@ def print_stats(stats: DatasetStats, console: Console | None = None) -> None:
     """A summary table (images, instances, splits, crowding) and a per-class table, with rich."""
     console = console or Console()
     console.print(_summary_table(stats))
-    console.print(_per_class_rich_table(stats))
+    console.print(_per_class_rich_table(stats, with_ranges=console.width >= 110))
 
 
 def _summary_table(stats: DatasetStats) -> Table:
@@ -235,36 +236,41 @@ def _summary_table(stats: DatasetStats) -> Table:
     return table
 
 
-def _per_class_rich_table(stats: DatasetStats) -> Table:
-    title = "Per class: sizes in pixels from the le90 box, as median [5th-95th percentile]"
-    table = Table(title=title, title_justify="left")
-    table.add_column("class")
-    for header in ("instances", "images", "difficult", "truncated"):
-        table.add_column(header, justify="right")
-    table.add_column("long side", justify="right")
-    table.add_column("short side", justify="right")
-    for header in ("aspect\nmedian", "area\nmedian", "orient.\nspread"):
-        table.add_column(header, justify="right")
-    for _, row in stats.per_class.iterrows():
-        table.add_row(
+def _per_class_rich_table(stats: DatasetStats, with_ranges: bool = True) -> Table:
+    """One row per class; the [5th-95th percentile] ranges only where the terminal is wide enough."""
+    title = "Per class: sizes in pixels from the le90 box, as median" + (" [5th-95th percentile]" if with_ranges else "")
+    headers = ["class", "count", "images", "diffi-\ncult", "trun-\ncated", "long\nside", "short\nside", "aspect", "area", "orient.\nspread"]
+    rows = [
+        [
             row["category"],
             f"{row['count']:,}",
             f"{row['images']:,}",
             f"{row['difficult']:,}",
             f"{row['truncated']:,}",
-            _size_range(row, "long_side"),
-            _size_range(row, "short_side"),
+            _size_range(row, "long_side", with_ranges),
+            _size_range(row, "short_side", with_ranges),
             _number(row["aspect_median"], "{:.2f}"),
             _number(row["area_median"], "{:,.0f}"),
             _number(row["orientation_spread_deg"], "{:.0f}°"),
-            style="dim" if row["count"] == 0 else None,
-        )
+        ]
+        for _, row in stats.per_class.iterrows()
+    ]
+    padding = (0, 1) if with_ranges else (0, 0)  # a narrow terminal gets one space between columns
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=padding, show_edge=False)
+    for position, header in enumerate(headers):
+        # Cells never wrap or shrink: a number cut to "4,3…" is worse than a wider table.
+        width = max([len(part) for part in header.split("\n")] + [len(cells[position]) for cells in rows])
+        table.add_column(header, justify="left" if position == 0 else "right", no_wrap=True, min_width=width)
+    for cells, count in zip(rows, stats.per_class["count"]):
+        table.add_row(*cells, style="dim" if count == 0 else None)
     return table
 
 
-def _size_range(row: pd.Series, prefix: str) -> str:
+def _size_range(row: pd.Series, prefix: str, with_range: bool) -> str:
     if not math.isfinite(row[f"{prefix}_median"]):
         return "-"
+    if not with_range:
+        return f"{row[f'{prefix}_median']:.0f}"
     return f"{row[f'{prefix}_median']:.0f} [{row[f'{prefix}_p5']:.0f}-{row[f'{prefix}_p95']:.0f}]"
 
 
