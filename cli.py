@@ -149,10 +149,10 @@ def tile_command(
       ccaug data tile DOTA/ --format dota --out DOTA-512/ --recipe dota-512     [dim]# as CC-Diff: 512 px, 100 px gap[/]
       ccaug data tile big/ --format dota --out tiles/ --size 256 --overlap 32 --keep-empty
     """
-    from ccaug.data.tiling import tile_dataset
-    from ccaug.recipes import TilingConfig, load_recipe
+    from ccaug.data.tiling import TileSettings, tile_dataset
+    from ccaug.recipes import load_recipe
 
-    config = load_recipe(recipe).tiling if recipe else TilingConfig()
+    config = load_recipe(recipe).tiling if recipe else TileSettings()
     given = dict(size=size, overlap=overlap, keep_threshold=keep_threshold, keep_empty=keep_empty, pad=pad)
     config = dataclasses.replace(config, **{key: value for key, value in given.items() if value is not None})
     problems = Problems(skip_invalid=skip_invalid)

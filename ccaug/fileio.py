@@ -18,6 +18,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+# The process umask, read once: os.umask can only be read by setting it.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 @contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
@@ -33,6 +37,7 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes the file private (0600); give it the usual mode
         os.replace(tmp, target)
     finally:
         if tmp.exists():

@@ -1,7 +1,7 @@
 """Recipes: YAML files under ``recipes/`` that name a complete configuration, validated on load.
 
 A recipe has one section per stage of the job (today: ``tiling``; the generator, synthesis and detector
-stages add theirs). Each section is a frozen dataclass with a default for every knob, so the CLI, the Python
+stages add theirs). Each section is a frozen dataclass (owned by its stage's module) with a default for every knob, so the CLI, the Python
 API and saved runs speak the same names. Loading refuses unknown sections and keys, and values of the wrong
 type or range, with a message naming the file and the key.
 
@@ -20,6 +20,8 @@ from pathlib import Path
 
 import yaml
 
+from ccaug.data.tiling import TileSettings
+
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 
 
@@ -27,30 +29,14 @@ class RecipeError(ValueError):
     """A recipe file that cannot be used; the message names the file and the key."""
 
 
-@dataclass(frozen=True)
-class TilingConfig:
-    size: int = 512
-    overlap: int = 100
-    keep_threshold: float = 0.7
-    keep_empty: bool = False
-    pad: bool = True
-
-    def __post_init__(self) -> None:
-        if self.size <= 0:
-            raise ValueError("size must be positive")
-        if not 0 <= self.overlap < self.size:
-            raise ValueError(f"overlap must be in [0, size), got {self.overlap} for size {self.size}")
-        if not 0 < self.keep_threshold <= 1:
-            raise ValueError(f"keep_threshold must be in (0, 1], got {self.keep_threshold}")
-
-
-SECTIONS: dict[str, type] = {"tiling": TilingConfig}
+# Each section is the settings class of the stage that uses it, so validation lives beside the code.
+SECTIONS: dict[str, type] = {"tiling": TileSettings}
 
 
 @dataclass(frozen=True)
 class Recipe:
     name: str
-    tiling: TilingConfig = TilingConfig()
+    tiling: TileSettings = TileSettings()
 
 
 def load_recipe(name_or_path: str | Path) -> Recipe:

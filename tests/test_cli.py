@@ -107,3 +107,21 @@ def test_demo_quick_runs_the_data_steps_end_to_end(tmp_path):
     assert (tmp_path / "demo" / "aerial-grid.png").is_file()
     assert (tmp_path / "demo" / "aerial-tiles-grid.png").is_file()
     assert len(read_dataset(tmp_path / "demo" / "aerial-tiles", "dota")) > 0
+
+
+def test_tile_takes_its_settings_from_a_recipe_and_options_override_it(aerial, tmp_path):
+    recipe = tmp_path / "small.yaml"
+    recipe.write_text("tiling:\n  size: 128\n  overlap: 100\n  keep_empty: true\n")
+    result = invoke("data", "tile", aerial, "--format", "dota", "--out", tmp_path / "tiles", "--recipe", recipe, "--overlap", 0, "--workers", 1)
+    assert result.exit_code == 0, result.output
+    tiles = read_dataset(tmp_path / "tiles", "dota")
+    # 256 px images, 128 px tiles without overlap (the option beat the recipe's 100), empty tiles kept: 4 each
+    assert len(tiles) == 4 * len(read_dataset(aerial, "dota"))
+
+
+def test_a_bad_recipe_is_a_clear_error(aerial, tmp_path):
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text("tiling:\n  sise: 128\n")
+    result = invoke("data", "tile", aerial, "--format", "dota", "--out", tmp_path / "tiles", "--recipe", recipe)
+    assert result.exit_code == 2
+    assert "unknown key 'tiling.sise'" in result.output

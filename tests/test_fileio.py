@@ -39,3 +39,12 @@ def test_copy_file_copies_the_bytes(tmp_path):
     (tmp_path / "a.bin").write_bytes(b"abc")
     copy_file(tmp_path / "a.bin", tmp_path / "out" / "b.bin")
     assert (tmp_path / "out" / "b.bin").read_bytes() == b"abc"
+
+
+def test_written_files_get_the_usual_permissions_not_private_temp_ones(tmp_path):
+    import os
+
+    write_text(tmp_path / "a.txt", "x")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o666 & ~umask

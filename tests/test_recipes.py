@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ccaug.recipes import RECIPES_DIR, RecipeError, TilingConfig, load_recipe
+from ccaug.data.tiling import TileSettings
+from ccaug.recipes import RECIPES_DIR, RecipeError, load_recipe
 
 
 @pytest.mark.parametrize("path", sorted(RECIPES_DIR.glob("*.yaml")), ids=lambda path: path.stem)
@@ -13,13 +14,13 @@ def test_every_shipped_recipe_loads(path):
 
 
 def test_dota_512_recipe_is_the_cc_diff_tiling():
-    assert load_recipe("dota-512").tiling == TilingConfig(size=512, overlap=100, keep_threshold=0.7)
+    assert load_recipe("dota-512").tiling == TileSettings(size=512, overlap=100, keep_threshold=0.7)
 
 
 def test_missing_keys_take_their_defaults(tmp_path):
     path = tmp_path / "r.yaml"
     path.write_text("tiling:\n  size: 256\n")
-    assert load_recipe(path).tiling == TilingConfig(size=256)
+    assert load_recipe(path).tiling == TileSettings(size=256)
 
 
 @pytest.mark.parametrize(
@@ -29,8 +30,8 @@ def test_missing_keys_take_their_defaults(tmp_path):
         ("tiling:\n  sise: 256\n", "unknown key 'tiling.sise'"),
         ("tiling:\n  size: big\n", "'tiling.size' must be int"),
         ("tiling:\n  size: true\n", "'tiling.size' must be int"),
-        ("tiling:\n  size: 256\n  overlap: 256\n", "overlap must be in [0, size)"),
-        ("tiling:\n  keep_threshold: 1.5\n", "keep_threshold must be in (0, 1]"),
+        ("tiling:\n  size: 256\n  overlap: 256\n", "overlap must be at least 0 and less than the tile size"),
+        ("tiling:\n  keep_threshold: 1.5\n", "keep_threshold is a fraction of an instance's area in (0, 1]"),
         ("tiling: [1, 2]\n", "section 'tiling' must be a mapping"),
         ("tiling:\n  size: [\n", "not valid YAML"),
     ],

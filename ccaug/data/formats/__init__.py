@@ -30,21 +30,10 @@ def read_dataset(
     `categories` fixes the class list (and its order) for formats that do not store one; a class outside it is
     then an error. Problems go to `problems` (default: raise at the first).
     """
-    from ccaug.data.formats import coco, dior, dota, yolo
-
-    problems = problems if problems is not None else Problems()
-    readers = {
-        "dota": dota.read_dota,
-        "coco": coco.read_coco,
-        "dior": dior.read_dior,
-        "yolo": yolo.read_yolo,
-        "yolo-obb": yolo.read_yolo_obb,
-    }
-    if fmt not in readers:
-        raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    reader, _ = _codec(fmt)
     if not Path(path).exists():
         raise FileNotFoundError(f"{path}: no such file or directory")
-    return readers[fmt](Path(path), problems=problems, categories=categories)
+    return reader(Path(path), problems=problems if problems is not None else Problems(), categories=categories)
 
 
 def write_dataset(dataset: Dataset, out: str | Path, fmt: str, *, images: ImageMode = "copy") -> Path:
@@ -53,18 +42,24 @@ def write_dataset(dataset: Dataset, out: str | Path, fmt: str, *, images: ImageM
     ``images="copy"`` places the image files beside the labels (hard links where possible), ``"none"`` writes
     labels only (for layouts, which have no images yet).
     """
-    from ccaug.data.formats import coco, dior, dota, yolo
-
-    writers = {
-        "dota": dota.write_dota,
-        "coco": coco.write_coco,
-        "dior": dior.write_dior,
-        "yolo": yolo.write_yolo,
-        "yolo-obb": yolo.write_yolo_obb,
-    }
-    if fmt not in writers:
-        raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    _, writer = _codec(fmt)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    writers[fmt](dataset, out, images=images)
+    writer(dataset, out, images=images)
     return out
+
+
+def _codec(fmt: str):
+    """The ``(reader, writer)`` pair of a format; format modules are imported on first use."""
+    from ccaug.data.formats import coco, dior, dota, yolo
+
+    codecs = {
+        "dota": (dota.read_dota, dota.write_dota),
+        "coco": (coco.read_coco, coco.write_coco),
+        "dior": (dior.read_dior, dior.write_dior),
+        "yolo": (yolo.read_yolo, yolo.write_yolo),
+        "yolo-obb": (yolo.read_yolo_obb, yolo.write_yolo_obb),
+    }
+    if fmt not in codecs:
+        raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    return codecs[fmt]
