@@ -24,16 +24,23 @@ def read_dataset(
     *,
     problems: Problems | None = None,
     categories: list[str] | None = None,
+    require_images: bool = True,
 ) -> Dataset:
     """Read a data set of format `fmt` (one of `FORMATS`) from `path`.
 
     `categories` fixes the class list (and its order) for formats that do not store one; a class outside it is
-    then an error. Problems go to `problems` (default: raise at the first).
+    then an error. Problems go to `problems` (default: raise at the first). ``require_images=False`` reads a
+    set of layouts (labels whose images do not exist yet); only COCO, which stores image sizes, can.
     """
     reader, _ = _codec(fmt)
     if not Path(path).exists():
         raise FileNotFoundError(f"{path}: no such file or directory")
-    return reader(Path(path), problems=problems if problems is not None else Problems(), categories=categories)
+    problems = problems if problems is not None else Problems()
+    if require_images:
+        return reader(Path(path), problems=problems, categories=categories)
+    if fmt != "coco":
+        raise ValueError(f"layouts without images are read from COCO (which stores image sizes), not {fmt}")
+    return reader(Path(path), problems=problems, categories=categories, require_images=False)
 
 
 def write_dataset(dataset: Dataset, out: str | Path, fmt: str, *, images: ImageMode = "copy") -> Path:
@@ -63,3 +70,15 @@ def _codec(fmt: str):
     if fmt not in codecs:
         raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
     return codecs[fmt]
+
+
+def detect_format(path: str | Path) -> str:
+    """Guess the format of a data set folder from the files it holds (for commands where it is obvious)."""
+    path = Path(path)
+    if path.suffix == ".json" or any((path / prefix / "annotations.json").is_file() for prefix in ("", "train", "val", "test")):
+        return "coco"
+    if any((path / prefix / "labelTxt").is_dir() for prefix in ("", "train", "val", "test")):
+        return "dota"
+    if any((path / prefix / "Annotations").is_dir() for prefix in ("", "train", "val", "test")):
+        return "dior"
+    raise ValueError(f"{path}: cannot tell the format (no annotations.json, labelTxt/ or Annotations/); name it with --format")

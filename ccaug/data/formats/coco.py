@@ -66,16 +66,21 @@ MIN_AREA = 1e-6  # square pixels; smaller boxes are degenerate (dropped and coun
 # --------------------------------------------------------------------------------------------------------
 # reading
 def read_coco(
-    path: Path, *, problems: Problems | None = None, categories: list[str] | None = None
+    path: Path,
+    *,
+    problems: Problems | None = None,
+    categories: list[str] | None = None,
+    require_images: bool = True,
 ) -> Dataset:
     """Read a COCO data set: a folder in our layout, or a single ``.json`` file.
 
     With `categories`, every category of the file must be in that list, and the data set takes its order.
+    ``require_images=False`` reads layouts, whose image files do not exist yet (COCO stores the sizes).
     """
     problems = problems if problems is not None else Problems()
     path = Path(path)
     root, sources = _find_json_files(path)
-    parts = [part for split, json_path in sources if (part := _read_json(json_path, split, problems))]
+    parts = [part for split, json_path in sources if (part := _read_json(json_path, split, problems, require_images))]
     return _combine(parts, root, problems, categories, path)
 
 
@@ -102,11 +107,11 @@ class _Part:
     meta: dict = field(default_factory=dict)
 
 
-def _read_json(json_path: Path, split: str, problems: Problems) -> _Part | None:
+def _read_json(json_path: Path, split: str, problems: Problems, require_images: bool) -> _Part | None:
     data = _load_json(json_path, problems)
     if data is None:
         return None
-    check = _Checker(json_path, problems)
+    check = _Checker(json_path, problems, require_images)
     categories = check.categories(data["categories"])
     folder = json_path.parent
     images = check.images(data["images"], folder)
@@ -140,9 +145,10 @@ def _load_json(json_path: Path, problems: Problems) -> dict | None:
 class _Checker:
     """Validates the three lists of one file, reporting each bad item and keeping the good ones."""
 
-    def __init__(self, path: Path, problems: Problems):
+    def __init__(self, path: Path, problems: Problems, require_images: bool = True):
         self.path = path
         self.problems = problems
+        self.require_images = require_images
 
     def report(self, message: str, item: str) -> None:
         self.problems.report(self.path, message, item=item)
@@ -184,7 +190,7 @@ class _Checker:
             image_path = resolve_inside(folder, record["file_name"], self.problems, self.path, item=item)
             if image_path is None:
                 continue
-            if not image_path.is_file():
+            if self.require_images and not image_path.is_file():
                 self.report(f"image file {record['file_name']!r} is missing", item)
                 continue
             kept[int(record["id"])] = record
