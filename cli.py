@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 
 from ccaug.data import DataError, Problems, read_dataset, write_dataset
+from ccaug.data.formats import detect_format
 
 console = Console()
 app = typer.Typer(
@@ -27,6 +28,12 @@ data_app = typer.Typer(
     rich_markup_mode="rich",
 )
 app.add_typer(data_app, name="data")
+layout_app = typer.Typer(
+    help="Layouts: fit a layout model to real data, sample and perturb layouts with captions, compare layout sets.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+)
+app.add_typer(layout_app, name="layout")
 
 
 class Format(str, Enum):
@@ -193,23 +200,150 @@ def stats_command(
 @friendly_errors
 def show_command(
     src: SourceArgument,
-    fmt: FormatOption,
     out: Annotated[Path, typer.Option(help="PNG file to write.")],
+    fmt: Annotated[Format | None, typer.Option("--format", "-f", help="Annotation format of SRC (default: detected).")] = None,
     n: Annotated[int, typer.Option(help="Number of images in the grid.")] = 16,
     seed: Annotated[int, typer.Option(help="Seed for picking the images.")] = 0,
-    layout_only: Annotated[bool, typer.Option(help="Draw boxes on a blank canvas (no image files needed).")] = False,
+    layout_only: Annotated[bool, typer.Option(help="Draw boxes on a blank canvas (no image files needed: layouts).")] = False,
 ) -> None:
     """Draw a grid of images with their oriented boxes and class names.
 
     [bold]Examples[/]
 
       ccaug data show aerial/ --format dota --out aerial.png
-      ccaug data show layouts/ --format dota --out layouts.png --layout-only
+      ccaug data show layouts/ --format coco --out layouts.png --layout-only     [dim]# sampled layouts[/]
     """
     from ccaug.data.draw import show_grid
+    from ccaug.layouts.layout import read_layout_dataset
 
-    path = show_grid(read_dataset(src, fmt.value), out, n=n, seed=seed, layout_only=layout_only)
+    fmt_name = fmt.value if fmt else None
+    dataset = read_layout_dataset(src, fmt_name) if layout_only else read_dataset(src, fmt_name or detect_format(src))
+    path = show_grid(dataset, out, n=n, seed=seed, layout_only=layout_only)
     console.print(f"wrote [bold]{path}[/]")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# ccaug layout ...
+
+OptionalFormat = Annotated[Format | None, typer.Option("--format", "-f", help="Annotation format of SRC (default: detected).")]
+RecipeOption = Annotated[str | None, typer.Option(help="Recipe name (recipes/NAME.yaml) or file; its 'constraints' (and 'perturb') sections apply.")]
+
+
+def _print_layout_summary(summary) -> None:
+    for line in summary.reports[:20]:
+        console.print(f"[yellow]{line}[/]", highlight=False, soft_wrap=True)
+    if len(summary.reports) > 20:
+        console.print(f"[yellow]... and {len(summary.reports) - 20} more reports[/]")
+    classes = ", ".join(f"{name} {count}" for name, count in summary.per_class.items())
+    console.print(f"wrote {summary.layouts} layouts, {summary.instances} instances ({classes}) to [bold]{summary.out}[/]")
+
+
+@layout_app.command("fit")
+@friendly_errors
+def layout_fit_command(
+    src: SourceArgument,
+    out: Annotated[Path, typer.Option(help="Layout model file to write (JSON).")],
+    fmt: OptionalFormat = None,
+    min_instances: Annotated[int, typer.Option(help="Classes with fewer instances fall back to a broader prior.")] = 20,
+) -> None:
+    """Fit a layout model: per-class counts, sizes, aspect, orientation, position, co-occurrence and rows.
+
+    [bold]Examples[/]
+
+      ccaug layout fit aerial/train --format dota --out aerial-layouts.json
+      ccaug layout fit DOTA-512/ --out dota-layouts.json
+    """
+    import warnings
+
+    from ccaug.layouts.jobs import fit_layout_model
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = fit_layout_model(src, fmt.value if fmt else None, out, min_instances=min_instances)
+    for warning in caught:
+        console.print(f"[yellow]warning:[/] {warning.message}", highlight=False, soft_wrap=True)
+    console.print(f"fitted a layout model of {len(model.categories)} classes; wrote [bold]{out}[/]")
+
+
+@layout_app.command("sample")
+@friendly_errors
+def layout_sample_command(
+    model: Annotated[Path, typer.Option(help="Layout model file from `ccaug layout fit`.")],
+    n: Annotated[int, typer.Option(help="Number of layouts.")],
+    out: Annotated[Path, typer.Option(help="Folder for the layouts (COCO + DOTA labels + captions.jsonl).")],
+    seed: Annotated[int, typer.Option(help="Seed: the same seed samples the same layouts.")] = 0,
+    size: Annotated[int | None, typer.Option(help="Image side in pixels (default: the fitted data's size).")] = None,
+    recipe: RecipeOption = None,
+) -> None:
+    """Sample new layouts from a fitted model, with the paper's templated captions.
+
+    [bold]Examples[/]
+
+      ccaug layout sample --model aerial-layouts.json --n 1000 --seed 0 --out layouts/
+      ccaug layout sample --model dota-layouts.json --n 500 --size 512 --out layouts-512/
+      ccaug data show layouts/ --format coco --out layouts.png --layout-only
+    """
+    from ccaug.layouts.jobs import sample_layout_set
+
+    constraints = _load_recipe(recipe).constraints
+    _print_layout_summary(sample_layout_set(model, out, n=n, seed=seed, size=size, constraints=constraints))
+
+
+@layout_app.command("perturb")
+@friendly_errors
+def layout_perturb_command(
+    src: SourceArgument,
+    n: Annotated[int, typer.Option(help="Number of layouts to write.")],
+    out: Annotated[Path, typer.Option(help="Folder for the layouts (COCO + DOTA labels + captions.jsonl).")],
+    fmt: OptionalFormat = None,
+    seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same layouts.")] = 0,
+    recipe: RecipeOption = None,
+) -> None:
+    """Perturb real layouts: jitter, translate, rotate, scale, flip, drop, insert and duplicate instances.
+
+    Probabilities and magnitudes come from the recipe's 'perturb' section; constraints (inside the image,
+    overlap, minimum size) from its 'constraints' section.
+
+    [bold]Examples[/]
+
+      ccaug layout perturb aerial/train --format dota --n 1000 --seed 0 --out perturbed/
+      ccaug layout perturb DOTA-512/ --n 500 --recipe aerial-layouts --out perturbed/
+    """
+    from ccaug.layouts.jobs import perturb_layout_set
+
+    settings = _load_recipe(recipe)
+    summary = perturb_layout_set(
+        src, fmt.value if fmt else None, out, n=n, seed=seed, config=settings.perturb, constraints=settings.constraints
+    )
+    _print_layout_summary(summary)
+
+
+@layout_app.command("compare")
+@friendly_errors
+def layout_compare_command(
+    a: Annotated[Path, typer.Argument(help="First layout set or data set folder.")],
+    b: Annotated[Path, typer.Argument(help="Second layout set or data set folder.")],
+    out: Annotated[Path, typer.Option(help="Folder for the table (csv, json, md) and PNG histograms.")],
+) -> None:
+    """Distance between two sets' layout distributions, per class: counts, sizes, aspect, orientation,
+    position, nearest-neighbour spacing and alignment.
+
+    [bold]Examples[/]
+
+      ccaug layout compare layouts/ aerial/val --out compare-sampled/      [dim]# sampled vs real[/]
+      ccaug layout compare aerial/train aerial/val --out compare-floor/    [dim]# two real sets: the floor[/]
+    """
+    from ccaug.layouts.jobs import compare_layout_sets
+
+    comparison = compare_layout_sets(a, b, out)
+    comparison.print(console)
+    console.print(f"wrote the table and plots to [bold]{out}[/]")
+
+
+def _load_recipe(recipe: str | None):
+    from ccaug.recipes import Recipe, load_recipe
+
+    return load_recipe(recipe) if recipe else Recipe(name="defaults")
 
 
 @app.command("demo")

@@ -21,6 +21,8 @@ from pathlib import Path
 import yaml
 
 from ccaug.data.tiling import TileSettings
+from ccaug.layouts.constraints import LayoutConstraints
+from ccaug.layouts.perturb import PerturbConfig
 
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 
@@ -30,13 +32,15 @@ class RecipeError(ValueError):
 
 
 # Each section is the settings class of the stage that uses it, so validation lives beside the code.
-SECTIONS: dict[str, type] = {"tiling": TileSettings}
+SECTIONS: dict[str, type] = {"tiling": TileSettings, "constraints": LayoutConstraints, "perturb": PerturbConfig}
 
 
 @dataclass(frozen=True)
 class Recipe:
     name: str
     tiling: TileSettings = TileSettings()
+    constraints: LayoutConstraints = LayoutConstraints()
+    perturb: PerturbConfig = PerturbConfig()
 
 
 def load_recipe(name_or_path: str | Path) -> Recipe:
@@ -66,27 +70,41 @@ def _locate(name_or_path: str | Path) -> Path:
     raise RecipeError(f"no recipe file {name_or_path!r} and no recipes/{name_or_path}.yaml (known: {known})")
 
 
-def _build_section(path: Path, section: str, config_class: type, values: object):
+def _build_section(path: Path, name: str, config_class: type, values: object):
+    """Validate a mapping against a config dataclass (recursively for dataclass-typed keys) and build it."""
     if values is None:
         return config_class()
     if not isinstance(values, dict):
-        raise RecipeError(f"{path}: section '{section}' must be a mapping of keys to values")
-    fields = {field.name: field for field in dataclasses.fields(config_class)}
+        raise RecipeError(f"{path}: section '{name}' must be a mapping of keys to values")
+    fields = {field.name for field in dataclasses.fields(config_class)}
+    hints = typing.get_type_hints(config_class)
+    built = {}
     for key, value in values.items():
         if key not in fields:
-            raise RecipeError(f"{path}: unknown key '{section}.{key}'; expected one of {sorted(fields)}")
-        expected = typing.get_type_hints(config_class)[key]
-        if not _has_type(value, expected):
-            raise RecipeError(f"{path}: '{section}.{key}' must be {_type_name(expected)}, got {value!r}")
+            raise RecipeError(f"{path}: unknown key '{name}.{key}'; expected one of {sorted(fields)}")
+        expected = hints[key]
+        if dataclasses.is_dataclass(expected):
+            built[key] = _build_section(path, f"{name}.{key}", expected, value)
+        elif _has_type(value, expected):
+            built[key] = value
+        else:
+            raise RecipeError(f"{path}: '{name}.{key}' must be {_type_name(expected)}, got {value!r}")
     try:
-        return config_class(**values)
+        return config_class(**built)
     except ValueError as error:
-        raise RecipeError(f"{path}: section '{section}': {error}") from error
+        raise RecipeError(f"{path}: section '{name}': {error}") from error
 
 
 def _has_type(value: object, expected: object) -> bool:
-    if isinstance(expected, types.UnionType) or typing.get_origin(expected) is typing.Union:
-        return any(_has_type(value, option) for option in typing.get_args(expected))
+    origin, arguments = typing.get_origin(expected), typing.get_args(expected)
+    if isinstance(expected, types.UnionType) or origin is typing.Union:
+        return any(_has_type(value, option) for option in arguments)
+    if origin is dict:
+        return isinstance(value, dict) and all(
+            _has_type(key, arguments[0]) and _has_type(item, arguments[1]) for key, item in value.items()
+        )
+    if origin in (list, tuple):
+        return isinstance(value, (list, tuple)) and all(_has_type(item, arguments[0]) for item in value)
     if expected is type(None):
         return value is None
     if expected is float:
@@ -97,4 +115,4 @@ def _has_type(value: object, expected: object) -> bool:
 
 
 def _type_name(expected: object) -> str:
-    return getattr(expected, "__name__", str(expected))
+    return str(expected) if typing.get_args(expected) else getattr(expected, "__name__", str(expected))

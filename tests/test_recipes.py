@@ -34,6 +34,10 @@ def test_missing_keys_take_their_defaults(tmp_path):
         ("tiling:\n  keep_threshold: 1.5\n", "keep_threshold is a fraction of an instance's area in (0, 1]"),
         ("tiling: [1, 2]\n", "section 'tiling' must be a mapping"),
         ("tiling:\n  size: [\n", "not valid YAML"),
+        ("perturb:\n  flip:\n    pp: 0.5\n", "unknown key 'perturb.flip.pp'"),
+        ("perturb:\n  flip:\n    p: 1.5\n", "section 'perturb.flip'"),
+        ("perturb:\n  flip: 0.5\n", "section 'perturb.flip' must be a mapping"),
+        ("constraints:\n  pair_overlap: {ship/ship: lots}\n", "'constraints.pair_overlap' must be dict[str, float]"),
     ],
 )
 def test_a_wrong_recipe_is_refused_naming_file_and_key(tmp_path, text, message):
@@ -48,3 +52,11 @@ def test_a_wrong_recipe_is_refused_naming_file_and_key(tmp_path, text, message):
 def test_an_unknown_recipe_name_lists_the_known_ones():
     with pytest.raises(RecipeError, match="dota-512"):
         load_recipe("no-such-recipe")
+
+
+def test_nested_sections_and_class_pair_tables_load(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("perturb:\n  flip: {p: 0.25}\nconstraints:\n  pair_overlap: {ship/ship: 0.2}\n")
+    recipe = load_recipe(path)
+    assert recipe.perturb.flip.p == 0.25 and recipe.perturb.flip.horizontal  # unnamed keys keep defaults
+    assert recipe.constraints.pair_overlap == {"ship/ship": 0.2}

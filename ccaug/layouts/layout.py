@@ -114,9 +114,34 @@ def write_layouts(
 
 def read_layouts(path: str | Path, fmt: str | None = None) -> tuple[list[Layout], list[str]]:
     """Layouts and categories of a layout folder (written by `write_layouts`) or of any real data set."""
+    dataset = read_layout_dataset(path, fmt)
+    return layouts_from_dataset(dataset), dataset.categories
+
+
+def read_layout_dataset(path: str | Path, fmt: str | None = None) -> Dataset:
+    """A data set read for its layouts: images need not exist (COCO), and scenes are attached when known.
+
+    A scene comes from the images table's ``scene`` column (layout folders store it in COCO) or from a
+    ``scenes.json`` (image file -> scene name) in the data set's folder or the one above it, which the
+    embedded aerial data set writes.
+    """
     fmt = fmt or detect_format(path)
     dataset = read_dataset(path, fmt, require_images=False) if fmt == "coco" else read_dataset(path, fmt)
-    return layouts_from_dataset(dataset), dataset.categories
+    if "scene" not in dataset.images.columns:
+        scenes = _scenes_json(Path(path))
+        if scenes:
+            stems = dataset.images["file"].map(lambda file: Path(file).stem)
+            dataset = dataset.replace(images=dataset.images.assign(scene=stems.map(scenes).fillna("")))
+    return dataset
+
+
+def _scenes_json(path: Path) -> dict[str, str]:
+    """``{image stem: scene}`` from the nearest ``scenes.json`` (the folder itself, then its parent)."""
+    folder = path if path.is_dir() else path.parent
+    for candidate in (folder / "scenes.json", folder.parent / "scenes.json"):
+        if candidate.is_file():
+            return {Path(file).stem: scene for file, scene in json.loads(candidate.read_text(encoding="utf-8")).items()}
+    return {}
 
 
 def read_captions(path: str | Path) -> list[str]:
