@@ -9,6 +9,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from ccaug.data import read_dataset
+from ccaug.layouts.layout import read_layouts
 from cli import app
 
 runner = CliRunner()
@@ -125,3 +126,42 @@ def test_a_bad_recipe_is_a_clear_error(aerial, tmp_path):
     result = invoke("data", "tile", aerial, "--format", "dota", "--out", tmp_path / "tiles", "--recipe", recipe)
     assert result.exit_code == 2
     assert "unknown key 'tiling.sise'" in result.output
+
+
+@pytest.fixture(scope="module")
+def layout_model(aerial, tmp_path_factory):
+    model = tmp_path_factory.mktemp("model") / "layouts.json"
+    result = invoke("layout", "fit", aerial / "train", "--format", "dota", "--out", model, "--min-instances", 5)
+    assert result.exit_code == 0, result.output
+    return model
+
+
+def test_layout_sample_writes_layouts_with_captions_that_read_back(aerial, layout_model, tmp_path):
+    result = invoke("layout", "sample", "--model", layout_model, "--n", 6, "--seed", 1, "--out", tmp_path / "s")
+    assert result.exit_code == 0, result.output
+    layouts, categories = read_layouts(tmp_path / "s")
+    assert len(layouts) == 6 and categories == read_dataset(aerial, "dota").categories
+    lines = (tmp_path / "s" / "captions.jsonl").read_text().splitlines()
+    assert len(lines) == 6 and all(json.loads(line)["caption"].startswith("This is an aerial image") for line in lines)
+    assert len(list((tmp_path / "s" / "labelTxt").iterdir())) == 6
+    assert invoke("data", "show", tmp_path / "s", "--out", tmp_path / "s.png", "--layout-only").exit_code == 0
+
+
+def test_layout_sample_is_reproducible_from_its_seed(layout_model, tmp_path):
+    for name, seed in (("a", 3), ("b", 3), ("c", 4)):
+        invoke("layout", "sample", "--model", layout_model, "--n", 4, "--seed", seed, "--out", tmp_path / name)
+    text = {name: (tmp_path / name / "annotations.json").read_text() for name in "abc"}
+    assert text["a"] == text["b"] and text["a"] != text["c"]
+
+
+def test_layout_perturb_takes_a_recipe(aerial, tmp_path):
+    result = invoke("layout", "perturb", aerial / "train", "--format", "dota", "--n", 5, "--out", tmp_path / "p", "--recipe", "aerial-layouts")
+    assert result.exit_code == 0, result.output
+    assert len(read_layouts(tmp_path / "p")[0]) == 5
+
+
+def test_a_corrupted_layout_model_is_refused_with_its_path(tmp_path):
+    (tmp_path / "m.json").write_text('{"format": "ccaug-layout-model", "vers')
+    result = invoke("layout", "sample", "--model", tmp_path / "m.json", "--n", 2, "--out", tmp_path / "s")
+    assert result.exit_code == 2
+    assert "m.json" in result.output

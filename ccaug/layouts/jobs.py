@@ -77,5 +77,5 @@ def _write(layouts: list[Layout], categories: list[str], out: str | Path, report
         layouts=len(layouts),
         instances=len(dataset.instances),
         per_class={name: int(counts.get(name, 0)) for name in categories},
-        reports=reports,
+        reports=[report for report in reports if report],
     )

@@ -394,3 +394,12 @@ def test_any_text_parses_or_raises_data_error(tmp_path: Path, text: str) -> None
     except DataError:
         pass
     parse_label_file(path, Problems(skip_invalid=True), None, size=(100, 100))
+
+
+def test_a_split_folder_read_alone_keeps_the_class_order_of_its_data_set(tmp_path: Path) -> None:
+    (tmp_path / "train" / "images").mkdir(parents=True)
+    (tmp_path / "train" / "labelTxt").mkdir()
+    Image.new("RGB", (64, 64)).save(tmp_path / "train" / "images" / "a.png")
+    (tmp_path / "train" / "labelTxt" / "a.txt").write_text("1 1 10 1 10 10 1 10 ship 0\n")
+    (tmp_path / "classes.txt").write_text("plane\nship\n")
+    assert read_dota(tmp_path / "train").categories == ["plane", "ship"]

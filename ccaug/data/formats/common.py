@@ -80,11 +80,18 @@ def resolve_inside(
 
 
 def read_classes_file(folder: Path) -> list[str] | None:
-    """The ordered class list of ``folder/classes.txt`` (one name a line), if present."""
-    path = folder / CLASSES_FILE
-    if not path.is_file():
-        return None
-    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    """The ordered class list of ``folder/classes.txt`` (one name a line), if present.
+
+    A split folder (``train/``, ``val/``, ``test/``) read on its own finds the list at the data set's root,
+    one level up, so that a split keeps the class order of its data set.
+    """
+    candidates = [folder / CLASSES_FILE]
+    if folder.name in SPLIT_NAMES:
+        candidates.append(folder.parent / CLASSES_FILE)
+    for path in candidates:
+        if path.is_file():
+            return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return None
 
 
 def write_classes_file(folder: Path, categories: list[str]) -> None:
