@@ -165,3 +165,12 @@ def test_a_corrupted_layout_model_is_refused_with_its_path(tmp_path):
     result = invoke("layout", "sample", "--model", tmp_path / "m.json", "--n", 2, "--out", tmp_path / "s")
     assert result.exit_code == 2
     assert "m.json" in result.output
+
+
+def test_layout_compare_writes_the_table_histograms_and_a_side_by_side_picture(aerial, layout_model, tmp_path):
+    invoke("layout", "sample", "--model", layout_model, "--n", 6, "--seed", 1, "--out", tmp_path / "s")
+    result = invoke("layout", "compare", tmp_path / "s", aerial / "val", "--out", tmp_path / "cmp")
+    assert result.exit_code == 0, result.output
+    assert "small-vehicle" in result.output
+    written = {path.name for path in (tmp_path / "cmp").iterdir()}
+    assert {"comparison.csv", "comparison.md", "size.png", "orientation.png", "side_by_side.png"} <= written

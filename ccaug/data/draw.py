@@ -239,6 +239,15 @@ def show_grid(
     instances get no class labels (colours only), which would otherwise cover the objects. With ``layout_only=True`` the instances are drawn on
     a blank dark canvas of the image's size, so layouts without images (sampled ones) can be shown too.
     """
+    grid = render_grid(dataset, n=n, seed=seed, layout_only=layout_only, cols=cols, tile_px=tile_px)
+    save_image(out_png, grid)
+    return Path(out_png)
+
+
+def render_grid(
+    dataset: Dataset, *, n: int = 16, seed: int = 0, layout_only: bool = False, cols: int | None = None, tile_px: int = 256
+) -> Image.Image:
+    """The contact sheet of `show_grid`, as an image."""
     image_ids = sample_image_ids(dataset, n, seed)
     if not image_ids:
         raise ValueError("the data set has no images to show")
@@ -251,10 +260,32 @@ def show_grid(
         instances = groups.get(row["image_id"], empty)
         tiles.append(_render_tile(dataset, row, instances, tile_px, layout_only))
         captions.append(f"{Path(row['file']).name}: {len(instances)} objects")
-    grid = _compose_grid(
-        tiles, captions, dataset.categories, cols or math.ceil(math.sqrt(len(tiles))), tile_px
-    )
-    save_image(out_png, grid)
+    return _compose_grid(tiles, captions, dataset.categories, cols or math.ceil(math.sqrt(len(tiles))), tile_px)
+
+
+def show_side_by_side(
+    datasets: Sequence[Dataset], titles: Sequence[str], out_png: str | Path, *, n: int = 8, seed: int = 0, cols: int = 2, tile_px: int = 200
+) -> Path:
+    """Layout-only grids of several data sets next to each other under their titles (e.g. real | sampled).
+
+    The sets share one class-to-colour mapping (the union of their categories, first set's order first).
+    """
+    categories = list(dict.fromkeys(name for dataset in datasets for name in dataset.categories))
+    grids = [
+        render_grid(dataset.replace(categories=categories), n=n, seed=seed, layout_only=True, cols=cols, tile_px=tile_px)
+        for dataset in datasets
+    ]
+    font = default_font(18)
+    title_px = font.size + 12
+    width = sum(grid.width for grid in grids) + GRID_GAP * (len(grids) - 1)
+    sheet = Image.new("RGB", (width, title_px + max(grid.height for grid in grids)), GRID_BACKGROUND)
+    draw = ImageDraw.Draw(sheet)
+    left = 0
+    for grid, title in zip(grids, titles):
+        draw.text((left + GRID_GAP + 2, 6), title, fill=GRID_TEXT, font=font)
+        sheet.paste(grid, (left, title_px))
+        left += grid.width + GRID_GAP
+    save_image(out_png, sheet)
     return Path(out_png)
 
 

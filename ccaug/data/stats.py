@@ -56,7 +56,7 @@ class DatasetStats:
     def summary(self) -> dict:
         """Every summary number as plain JSON-able Python (NaN becomes None)."""
         totals = self.instances_per_image.iloc[0]
-        return _jsonable(
+        return jsonable(
             {
                 "images": int(totals["images"]),
                 "instances": int(totals["instances"]),
@@ -90,17 +90,17 @@ def _geometry_table(dataset: Dataset) -> pd.DataFrame:
     table = dataset.with_geometry()
     table["long_side"] = table["w"]
     table["short_side"] = table["h"]
-    table["aspect"] = _safe_divide(table["w"].to_numpy(), table["h"].to_numpy())
+    table["aspect"] = safe_divide(table["w"].to_numpy(), table["h"].to_numpy())
     table["angle_deg"] = np.degrees(table["theta"].to_numpy(dtype=np.float64))
     sizes = dataset.images.set_index("image_id")[["width", "height"]]
     width = table["image_id"].map(sizes["width"]).to_numpy(dtype=np.float64)
     height = table["image_id"].map(sizes["height"]).to_numpy(dtype=np.float64)
-    table["cx_norm"] = _safe_divide(table["cx"].to_numpy(), width)
-    table["cy_norm"] = _safe_divide(table["cy"].to_numpy(), height)
+    table["cx_norm"] = safe_divide(table["cx"].to_numpy(), width)
+    table["cy_norm"] = safe_divide(table["cy"].to_numpy(), height)
     return table
 
 
-def _safe_divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+def safe_divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     """Elementwise division that gives NaN (not inf and a warning) where the denominator is 0."""
     numerator = np.asarray(numerator, dtype=np.float64)
     denominator = np.asarray(denominator, dtype=np.float64)
@@ -194,11 +194,11 @@ def _instances_per_image_table(per_image: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame([row])
 
 
-def _jsonable(value):
+def jsonable(value):
     if isinstance(value, dict):
-        return {str(key): _jsonable(item) for key, item in value.items()}
+        return {str(key): jsonable(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(item) for item in value]
+        return [jsonable(item) for item in value]
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):

@@ -43,7 +43,7 @@ def plot_stats(stats_or_dataset: DatasetStats | Dataset, out_dir: str | Path) ->
     return [*written, out_dir / "stats.csv", out_dir / "stats.json"]
 
 
-def _figure(width: float, height: float):
+def new_figure(width: float, height: float):
     from matplotlib.figure import Figure  # imported here: importing ccaug.data.stats stays light
 
     return Figure(figsize=(width, height), layout="constrained")
@@ -57,14 +57,14 @@ def _colours(stats: DatasetStats) -> list[tuple[float, float, float]]:
     return [tuple(c / 255 for c in category_colour(i)) for i in range(len(stats.categories))]
 
 
-def _note_if_empty(axes, empty: bool, message: str = "no instances") -> bool:
+def note_if_empty(axes, empty: bool, message: str = "no instances") -> bool:
     if empty:
         axes.text(0.5, 0.5, message, ha="center", va="center", transform=axes.transAxes, color="0.4")
     return empty
 
 
 def _plot_class_counts(stats: DatasetStats):
-    figure = _figure(7, _class_height(stats))
+    figure = new_figure(7, _class_height(stats))
     axes = figure.add_subplot()
     counts = stats.per_class["count"].to_numpy()
     positions = np.arange(len(counts))
@@ -75,7 +75,7 @@ def _plot_class_counts(stats: DatasetStats):
     axes.set_xlabel("instances")
     axes.set_title(f"Instances per class ({int(counts.sum()):,} in all)")
     axes.margins(x=0.12)
-    _note_if_empty(axes, len(counts) == 0 or counts.sum() == 0)
+    note_if_empty(axes, len(counts) == 0 or counts.sum() == 0)
     return figure
 
 
@@ -91,7 +91,7 @@ def _plot_aspects(stats: DatasetStats):
 
 def _plot_quantile_bars(stats: DatasetStats, column: str, xlabel: str, title: str):
     """Per class: a line from p5 to p95, a box from p25 to p75 and a tick at the median (log x)."""
-    figure = _figure(7, _class_height(stats))
+    figure = new_figure(7, _class_height(stats))
     axes = figure.add_subplot()
     groups = dict(tuple(stats.geometry.groupby("category", observed=True)[column]))
     colours = _colours(stats)
@@ -111,15 +111,15 @@ def _plot_quantile_bars(stats: DatasetStats, column: str, xlabel: str, title: st
     axes.set_yticks(np.arange(len(stats.categories)), stats.categories)
     axes.set_ylim(len(stats.categories) - 0.5, -0.5)
     if any_values:
-        _log_x_with_plain_ticks(axes)
+        log_x_with_plain_ticks(axes)
     axes.set_xlabel(xlabel)
     axes.set_title(f"{title}: median, 25-75% box, 5-95% line")
     axes.grid(axis="x", which="both", alpha=0.3)
-    _note_if_empty(axes, not any_values)
+    note_if_empty(axes, not any_values)
     return figure
 
 
-def _log_x_with_plain_ticks(axes) -> None:
+def log_x_with_plain_ticks(axes) -> None:
     """Log x with ticks at 1, 2, 5 x 10^k written as plain numbers (``20``, not ``2 x 10^1``)."""
     from matplotlib.ticker import LogLocator, NullFormatter, StrMethodFormatter
 
@@ -135,7 +135,7 @@ def _plot_orientation(stats: DatasetStats):
     n = max(1, len(stats.categories))
     cols = min(5, n)
     rows = math.ceil(n / cols)
-    figure = _figure(2.6 * cols, 1.9 * rows + 0.5)
+    figure = new_figure(2.6 * cols, 1.9 * rows + 0.5)
     figure.suptitle("Orientation per class (le90 angle of the long side, degrees)")
     groups = dict(tuple(stats.geometry.groupby("category", observed=True)["angle_deg"]))
     bins = np.arange(-90, 91, 10)
@@ -148,17 +148,17 @@ def _plot_orientation(stats: DatasetStats):
         axes.set_xlim(-90, 90)
         axes.set_xticks([-90, -45, 0, 45, 90])
         axes.tick_params(labelsize=7)
-        if _note_if_empty(axes, len(values) == 0):
+        if note_if_empty(axes, len(values) == 0):
             axes.set_yticks([])
     if not stats.categories:
-        _note_if_empty(figure.add_subplot(), True, "no categories")
+        note_if_empty(figure.add_subplot(), True, "no categories")
     return figure
 
 
 def _plot_instances_per_image(stats: DatasetStats):
     from matplotlib.ticker import MaxNLocator
 
-    figure = _figure(6, 3.5)
+    figure = new_figure(6, 3.5)
     axes = figure.add_subplot()
     counts = stats.per_image["instances"].to_numpy()
     totals = stats.instances_per_image.iloc[0]
@@ -173,13 +173,13 @@ def _plot_instances_per_image(stats: DatasetStats):
         f"Instances per image: mean {totals['mean']:.1f}, median {totals['median']:g}, "
         f"max {int(totals['max'])}, {int(totals['empty_images'])} empty"
     )
-    _note_if_empty(axes, len(counts) == 0, "no images")
+    note_if_empty(axes, len(counts) == 0, "no images")
     return figure
 
 
 def _plot_centres(stats: DatasetStats):
     """Where objects sit in their images: a 2D histogram of centres in image-normalised coordinates."""
-    figure = _figure(5.2, 4.4)
+    figure = new_figure(5.2, 4.4)
     axes = figure.add_subplot()
     cx = stats.geometry["cx_norm"].to_numpy(dtype=np.float64)
     cy = stats.geometry["cy_norm"].to_numpy(dtype=np.float64)
@@ -190,5 +190,5 @@ def _plot_centres(stats: DatasetStats):
     axes.set_xlabel("x / width")
     axes.set_ylabel("y / height")
     axes.set_title(f"Instance centres ({int(keep.sum()):,})")
-    _note_if_empty(axes, not keep.any())
+    note_if_empty(axes, not keep.any())
     return figure

@@ -9,9 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ccaug.data.draw import show_side_by_side
 from ccaug.layouts.captions import captions
+from ccaug.layouts.compare import LayoutComparison, compare_layouts
 from ccaug.layouts.constraints import LayoutConstraints
-from ccaug.layouts.layout import Layout, layouts_from_dataset, read_layout_dataset, write_layouts
+from ccaug.layouts.layout import (
+    Layout,
+    layouts_from_dataset,
+    read_layout_dataset,
+    write_layouts,
+)
 from ccaug.layouts.model import LayoutModel
 from ccaug.layouts.perturb import PerturbConfig, RealInstanceSource, perturb_layouts
 
@@ -67,6 +74,31 @@ def perturb_layout_set(
         instance_source=RealInstanceSource(layouts),
     )
     return _write(result.layouts, dataset.categories, out, result.reports, prefix="perturbed")
+
+
+def compare_layout_sets(a: str | Path, b: str | Path, out: str | Path | None = None) -> LayoutComparison:
+    """Compare the layouts of two folders (layout sets or real data sets, format detected).
+
+    With `out`, the table and histograms are saved there, with ``side_by_side.png``: layouts of both sets.
+    """
+    a_set, b_set = read_layout_dataset(a), read_layout_dataset(b)
+    names = _set_names(Path(a), Path(b))
+    comparison = compare_layouts(
+        layouts_from_dataset(a_set), layouts_from_dataset(b_set), a_set.categories, b_categories=b_set.categories, names=names
+    )
+    if out is not None:
+        comparison.save(out)
+        show_side_by_side([a_set, b_set], names, Path(out) / "side_by_side.png")
+    return comparison
+
+
+def _set_names(a: Path, b: Path) -> tuple[str, str]:
+    """Short distinct names for two folders: their last parts, or more of their paths where those clash."""
+    for depth in range(1, max(len(a.parts), len(b.parts)) + 1):
+        names = ("/".join(a.parts[-depth:]), "/".join(b.parts[-depth:]))
+        if names[0] != names[1]:
+            return names
+    return (f"A: {a}", f"B: {b}")
 
 
 def _write(layouts: list[Layout], categories: list[str], out: str | Path, reports: list[str], prefix: str) -> LayoutSetSummary:

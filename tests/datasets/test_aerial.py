@@ -168,3 +168,20 @@ def test_a_smaller_second_run_removes_the_first_runs_extra_images(tmp_path):
 def test_bad_arguments_are_refused(tmp_path, bad):
     with pytest.raises(ValueError):
         make_aerial(tmp_path, **{"n": 2, "workers": 1, "progress": False, **bad})
+
+
+def test_the_val_split_is_the_same_in_every_python_process():
+    """String hashing is salted per process; the split must not depend on it (it once looped over a set)."""
+    import os
+    import subprocess
+    import sys
+
+    script = "from ccaug.datasets.aerial.build import plan; print([job.split for job in plan(40, 256, 0, 0.2)])"
+    splits = {
+        subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, check=True,
+            env={**os.environ, "PYTHONHASHSEED": str(hash_seed)},
+        ).stdout
+        for hash_seed in (1, 2, 3)
+    }
+    assert len(splits) == 1

@@ -128,7 +128,7 @@ def _val_indices(kinds: list[str], seed: int, val_fraction: float) -> set[int]:
         count = min(max(count, 1), n - 1)
     rng = np.random.default_rng([seed, _SPLIT_STREAM])
     rank = np.empty(n)
-    for kind in set(kinds):
+    for kind in sorted(set(kinds)):
         members = [index for index, other in enumerate(kinds) if other == kind]
         rank[members] = rng.permutation(len(members))
     order = np.lexsort((rng.random(n), rank))  # round-robin over kinds, in random order within a round
