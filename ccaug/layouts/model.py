@@ -46,7 +46,8 @@ VERSION = 1
 KEEP_SAMPLES = 256  # samples kept per distribution and class: the file stays small
 MAX_COUNT_VECTORS = 4096
 DEFAULT_BANDWIDTH = (0.5, 0.3)  # log long side, log aspect: the broad prior
-MIN_BANDWIDTH = (0.02, 0.02)
+# Sizes always get a little jitter; aspect only as much as the data has (round tanks stay round).
+MIN_BANDWIDTH = (0.02, 0.0)
 
 
 @dataclass(frozen=True)
