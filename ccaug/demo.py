@@ -1,7 +1,9 @@
 """`ccaug demo`: the product's job end to end on the embedded aerial data set.
 
-Today it covers the data steps: render the data set, render a few large scenes and tile them, print
-statistics with plots, and draw preview grids. Generator, synthesis and detector steps join as they land.
+Today it covers the data and layout steps: render the data set, render a few large scenes and tile them,
+print statistics with plots, draw preview grids, then fit a layout model on the train split, sample layouts
+with captions and compare them with the real val layouts. Generator, synthesis and detector steps join as
+they land.
 """
 
 from __future__ import annotations
@@ -23,10 +25,11 @@ class DemoBudget:
     large_size: int
     tile_size: int
     tile_overlap: int
+    layouts: int  # sampled from the layout model fitted on the train split
 
 
-FULL = DemoBudget(images=300, large_scenes=4, large_size=1024, tile_size=256, tile_overlap=32)
-QUICK = DemoBudget(images=12, large_scenes=1, large_size=512, tile_size=256, tile_overlap=32)
+FULL = DemoBudget(images=300, large_scenes=4, large_size=1024, tile_size=256, tile_overlap=32, layouts=300)
+QUICK = DemoBudget(images=12, large_scenes=1, large_size=512, tile_size=256, tile_overlap=32, layouts=12)
 
 
 def run_demo(out: str | Path, *, seed: int = 0, quick: bool = False, console: Console | None = None) -> dict[str, Path]:
@@ -36,6 +39,7 @@ def run_demo(out: str | Path, *, seed: int = 0, quick: bool = False, console: Co
     from ccaug.data.stats_plots import plot_stats
     from ccaug.data.tiling import tile_dataset
     from ccaug.datasets import make_aerial
+    from ccaug.layouts.jobs import compare_layout_sets, fit_layout_model, sample_layout_set
 
     console = console or Console()
     budget = QUICK if quick else FULL
@@ -68,8 +72,23 @@ def run_demo(out: str | Path, *, seed: int = 0, quick: bool = False, console: Co
     grid = show_grid(aerial, out / "aerial-grid.png", n=16, seed=seed)
     tiles_grid = show_grid(tiles, out / "aerial-tiles-grid.png", n=min(16, len(tiles)), seed=seed)
 
-    files = {"data set": out / "aerial", "tiles": out / "aerial-tiles", "stats": out / "stats", "grid": grid, "tiles grid": tiles_grid}
+    step(f"5. fit a layout model on the train split, sample {budget.layouts} layouts, compare with val")
+    fit_layout_model(out / "aerial" / "train", "dota", out / "layout-model.json", min_instances=5 if quick else 20)
+    sampled = sample_layout_set(out / "layout-model.json", out / "layouts", n=budget.layouts, seed=seed)
+    console.print(f"{sampled.layouts} layouts, {sampled.instances} instances in {sampled.out}")
+    comparison = compare_layout_sets(out / "aerial" / "val", out / "layouts", out / "layout-compare")
+    comparison.print(console)
+
+    files = {
+        "data set": out / "aerial",
+        "tiles": out / "aerial-tiles",
+        "stats": out / "stats",
+        "grid": grid,
+        "tiles grid": tiles_grid,
+        "layouts": out / "layouts",
+        "real vs sampled": out / "layout-compare" / "side_by_side.png",
+    }
     console.rule(f"[bold green]done in {time.perf_counter() - started:.0f} s[/]")
     for name, path in files.items():
-        console.print(f"{name:>10}: {path}")
+        console.print(f"{name:>15}: {path}")
     return files

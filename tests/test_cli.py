@@ -108,6 +108,8 @@ def test_demo_quick_runs_the_data_steps_end_to_end(tmp_path):
     assert (tmp_path / "demo" / "aerial-grid.png").is_file()
     assert (tmp_path / "demo" / "aerial-tiles-grid.png").is_file()
     assert len(read_dataset(tmp_path / "demo" / "aerial-tiles", "dota")) > 0
+    assert len(read_layouts(tmp_path / "demo" / "layouts")[0]) == 12
+    assert (tmp_path / "demo" / "layout-compare" / "side_by_side.png").is_file()
 
 
 def test_tile_takes_its_settings_from_a_recipe_and_options_override_it(aerial, tmp_path):
