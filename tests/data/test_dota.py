@@ -403,3 +403,12 @@ def test_a_split_folder_read_alone_keeps_the_class_order_of_its_data_set(tmp_pat
     (tmp_path / "train" / "labelTxt" / "a.txt").write_text("1 1 10 1 10 10 1 10 ship 0\n")
     (tmp_path / "classes.txt").write_text("plane\nship\n")
     assert read_dota(tmp_path / "train").categories == ["plane", "ship"]
+
+
+def test_two_images_with_one_stem_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labelTxt").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "images" / "a.png")
+    Image.new("RGB", (8, 8)).save(tmp_path / "images" / "a.jpg")
+    with pytest.raises(DataError, match="share a name stem"):
+        read_dota(tmp_path)

@@ -45,10 +45,20 @@ def check_split_names(splits: list[str]) -> None:
 
 
 def find_images(folder: Path) -> dict[str, Path]:
-    """Image files of a folder keyed by stem (the key DOTA, DIOR and YOLO use to pair labels with images)."""
+    """Image files of a folder keyed by stem (the key DOTA, DIOR and YOLO use to pair labels with images).
+
+    Two images with one stem (``a.png`` and ``a.jpg``) cannot be told apart by their label file: an error.
+    """
     if not folder.is_dir():
         return {}
-    return {path.stem: path for path in sorted(folder.iterdir()) if path.suffix.lower() in IMAGE_SUFFIXES}
+    images: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        if path.stem in images:
+            raise DataError(path, f"{images[path.stem].name} and {path.name} share a name stem, so one label file would serve both; rename one")
+        images[path.stem] = path
+    return images
 
 
 def read_image_size(path: Path, problems: Problems, item: str | None = None) -> tuple[int, int] | None:
