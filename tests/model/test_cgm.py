@@ -11,12 +11,12 @@ from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 from ccaug.model.cgm import (
     CCDiffAttnProcessor,
     PlainAttnProcessor,
-    _weighted_projection,
     ccdiff_parameters,
     ccdiff_processors,
     install_ccdiff_processors,
 )
 from ccaug.model.conditions import LayoutConditions
+from ccaug.model.fusion import weighted_projection
 from ccaug.model.masks import LayoutMasks, background_mask, polygon_masks, soft_ellipse_maps
 
 D = 32  # cross-attention dim of the tiny UNet = width of every condition token
@@ -399,13 +399,13 @@ def test_fused_layer_matches_the_per_instance_formulas(variant: str) -> None:
 
 
 @pytest.mark.parametrize("wrapped", [False, True])
-def test_weighted_projection_equals_projecting_each_instance(wrapped: bool) -> None:
+def testweighted_projection_equals_projecting_each_instance(wrapped: bool) -> None:
     projection = torch.nn.Linear(8, 6)
     if wrapped:
         projection = torch.nn.Sequential(projection, torch.nn.Tanh())
     values, weights = torch.randn(2, 3, 5, 8), torch.rand(2, 3, 5)
     expected = (weights.unsqueeze(-1) * projection(values)).sum(dim=1)
-    torch.testing.assert_close(_weighted_projection(projection, values, weights), expected)
+    torch.testing.assert_close(weighted_projection(projection, values, weights), expected)
 
 
 def test_moving_an_instance_changes_the_foreground_only_near_its_old_and_new_box() -> None:
