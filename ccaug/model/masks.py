@@ -180,6 +180,8 @@ def background_mask(instance_masks: torch.Tensor, valid: torch.Tensor) -> torch.
             f"instance_masks must be (B, N, H, W) and valid (B, N); got {tuple(instance_masks.shape)} "
             f"and {tuple(valid.shape)}"
         )
+    if instance_masks.shape[1] == 0:  # a batch without instance slots is all background
+        return torch.ones(instance_masks.shape[:1] + instance_masks.shape[2:], dtype=instance_masks.dtype, device=instance_masks.device)
     union = (instance_masks * valid[..., None, None]).amax(dim=1)
     return 1.0 - union
 

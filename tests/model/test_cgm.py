@@ -494,3 +494,24 @@ def test_conditions_zero_padded_slots_and_move_between_dtypes() -> None:
     assert both.batch_size == 3 and torch.equal(both.polygons[2], layout.polygons[1])
     with pytest.raises(ValueError, match="pad the instances"):
         LayoutConditions.concatenate([layout, random_layout(1, 4, [1])])
+
+
+@pytest.mark.parametrize("variant", ["ccdiff", "ccdiff_pp"])
+def test_a_batch_without_instance_slots_runs(variant):
+    """Layouts with no objects at all (N = 0 slots) are legal: only the background terms act."""
+    torch.manual_seed(0)
+    unet = tiny_unet()
+    install_ccdiff_processors(unet, variant=variant)
+    layout = LayoutConditions(
+        polygons=torch.zeros(2, 0, 8),
+        valid=torch.zeros(2, 0, dtype=torch.bool),
+        instance_text=torch.zeros(2, 0, 4, D),
+        instance_pooled=torch.zeros(2, 0, D),
+        global_pooled=torch.randn(2, D),
+        fg_tokens=torch.zeros(2, 0, 4, D),
+        bg_tokens=torch.randn(2, 4, D),
+        rel_tokens=torch.randn(2, 4, D) if variant == "ccdiff_pp" else None,
+    )
+    context = torch.randn(2, 5, D)
+    out = unet(torch.randn(2, 4, 16, 16), torch.tensor([10, 500]), encoder_hidden_states=context, cross_attention_kwargs={"layout": layout}).sample
+    assert out.shape == (2, 4, 16, 16) and torch.isfinite(out).all()
