@@ -110,7 +110,9 @@ class BackgroundBank:
         elif group_by in dataset.images.columns:
             groups = pd.factorize(dataset.images[group_by])[0]
         else:
-            raise ValueError(f"group_by={group_by!r} is not a column of the images table {list(dataset.images)}")
+            raise ValueError(
+                f"group_by={group_by!r} is not a column of the images table {list(dataset.images)}"
+            )
         return cls(embeddings, pixels, image_ids, groups)
 
     def retrieve(

@@ -47,7 +47,7 @@ from PIL import Image
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ccaug.data.dataset import Dataset
-from ccaug.data.geometry import le90_to_polygon, polygon_area, polygon_to_hbb, polygon_to_le90
+from ccaug.data.geometry import POLY_COLUMNS, le90_to_polygon, polygon_area, polygon_to_hbb, polygon_to_le90
 from ccaug.model.references import check_lengths, read_bank, table_to_json, write_bank
 
 CROP_MODES = ("rotated", "hbb")
@@ -69,6 +69,8 @@ _SHIFT = 8  # fractional bits of the polygon corners given to cv2.fillPoly (sub-
 
 @dataclass
 class InstanceBank:
+    """Object crops per class and the way to choose them: `build` once, `save`, `load`, then `pick`."""
+
     crops: np.ndarray
     masks: np.ndarray
     table: pd.DataFrame
@@ -87,7 +89,9 @@ class InstanceBank:
         if self.crops.dtype != np.uint8 or self.masks.shape != self.crops.shape[:3]:
             raise ValueError("crops must be uint8 and masks (M, S, S) like them")
         labels = self.table["label"].to_numpy()
-        self._rows_of_label = {label: np.flatnonzero(labels == label) for label in range(len(self.categories))}
+        self._rows_of_label = {
+            label: np.flatnonzero(labels == label) for label in range(len(self.categories))
+        }
         self._log_aspect = np.log(self.table["aspect"].to_numpy())
         self._group = self.table["group"].to_numpy()
 
@@ -126,13 +130,13 @@ class InstanceBank:
         image_groups = _image_groups(dataset, group_by)
         chosen = _choose_instances(dataset, max_per_class, min_side_px)
         chosen["group"] = chosen["image_id"].map(image_groups).astype("int64")
-        windows = crop_windows(chosen[["x1", "y1", "x2", "y2", "x3", "y3", "x4", "y4"]].to_numpy(), crop)
+        polygons = chosen[POLY_COLUMNS].to_numpy()
+        windows = crop_windows(polygons, crop)
         chosen["aspect"] = windows[:, 2] / windows[:, 3]
 
         crops = np.zeros((len(chosen), crop_size, crop_size, 3), dtype=np.uint8)
         masks = np.zeros((len(chosen), crop_size, crop_size), dtype=np.uint8)
         used_sam = np.zeros(len(chosen), dtype=bool)
-        polygons = chosen[["x1", "y1", "x2", "y2", "x3", "y3", "x4", "y4"]].to_numpy()
         rows_of_image = chosen.groupby("image_id", sort=False).indices
         images = dataset.images[dataset.images["image_id"].isin(rows_of_image)]
         columns = (TextColumn("instance bank"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
@@ -156,7 +160,14 @@ class InstanceBank:
         chosen["mask"] = np.where(used_sam, "sam", "polygon")
         chosen["category"] = [dataset.categories[label] for label in chosen["label"]]
         return cls(
-            crops, masks, chosen, list(dataset.categories), crop, image_groups, max_per_class, min_side_px
+            crops=crops,
+            masks=masks,
+            table=chosen,
+            categories=list(dataset.categories),
+            crop=crop,
+            image_groups=image_groups,
+            max_per_class=max_per_class,
+            min_side_px=min_side_px,
         )
 
     # ----------------------------------------------------------------------------------------------------
@@ -277,14 +288,14 @@ class InstanceBank:
         check_lengths(path, len(table), arrays)
         image_ids, groups = header["image_groups"]
         return cls(
-            arrays["crops"],
-            arrays["masks"],
-            table,
-            header["categories"],
-            header["crop"],
-            dict(zip(image_ids, groups)),
-            header["max_per_class"],
-            header["min_side_px"],
+            crops=arrays["crops"],
+            masks=arrays["masks"],
+            table=table,
+            categories=header["categories"],
+            crop=header["crop"],
+            image_groups=dict(zip(image_ids, groups)),
+            max_per_class=header["max_per_class"],
+            min_side_px=header["min_side_px"],
         )
 
 

@@ -92,7 +92,9 @@ def check_lengths(path: str | Path, rows: int, arrays: dict[str, np.ndarray]) ->
     """Refuse a bank file whose arrays do not have one entry per table row (a file edited by hand)."""
     for name, array in arrays.items():
         if len(array) != rows:
-            raise ValueError(f"{path} is inconsistent: its table has {rows} rows but '{name}' has {len(array)}")
+            raise ValueError(
+                f"{path} is inconsistent: its table has {rows} rows but '{name}' has {len(array)}"
+            )
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -178,7 +180,9 @@ class FeatureCache:
             try:
                 return safetensors.torch.load_file(path)
             except (SafetensorError, OSError) as error:
-                warnings.warn(f"feature cache file {path} is unreadable ({error}); recomputing it", stacklevel=2)
+                warnings.warn(
+                    f"feature cache file {path} is unreadable ({error}); recomputing it", stacklevel=2
+                )
         features = compute()
         if not isinstance(features, dict) or not all(
             isinstance(name, str) and isinstance(value, torch.Tensor) for name, value in features.items()
