@@ -35,7 +35,7 @@ from ccaug.model.image_encoder import IMAGENET_MEAN, IMAGENET_STD, TinyImageEnco
 from ccaug.model.text import TextEncoding, TinyTextEncoder, TokenBatch, WordTokenizer
 
 if TYPE_CHECKING:
-    from ccaug.model.generator import GeneratorConfig
+    from ccaug.model.generator_config import GeneratorConfig
 
 SD_OPTION = "--sd-path (recipe key generator.sd_path)"
 DINOV2_OPTION = "--dinov2-path (recipe key generator.dinov2_path)"

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from ccaug.model.batch import GeneratorBatch
-from ccaug.model.generator import CCDiffGenerator, GeneratorConfig
+from ccaug.model.generator import CCDiffGenerator
+from ccaug.model.generator_config import GeneratorConfig
 
 CATEGORIES = ("plane", "ship", "storage-tank")
 CAPTIONS = [
