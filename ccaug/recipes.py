@@ -23,6 +23,8 @@ import yaml
 from ccaug.data.tiling import TileSettings
 from ccaug.layouts.constraints import LayoutConstraints
 from ccaug.layouts.perturb import PerturbConfig
+from ccaug.model.generator_config import GeneratorConfig
+from ccaug.pipeline.train import TrainingConfig
 
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 
@@ -32,7 +34,13 @@ class RecipeError(ValueError):
 
 
 # Each section is the settings class of the stage that uses it, so validation lives beside the code.
-SECTIONS: dict[str, type] = {"tiling": TileSettings, "constraints": LayoutConstraints, "perturb": PerturbConfig}
+SECTIONS: dict[str, type] = {
+    "tiling": TileSettings,
+    "constraints": LayoutConstraints,
+    "perturb": PerturbConfig,
+    "generator": GeneratorConfig,
+    "training": TrainingConfig,
+}
 
 
 @dataclass(frozen=True)
@@ -41,6 +49,8 @@ class Recipe:
     tiling: TileSettings = TileSettings()
     constraints: LayoutConstraints = LayoutConstraints()
     perturb: PerturbConfig = PerturbConfig()
+    generator: GeneratorConfig = GeneratorConfig()
+    training: TrainingConfig = TrainingConfig()
 
 
 def load_recipe(name_or_path: str | Path) -> Recipe:
