@@ -24,7 +24,7 @@ from ccaug.data.tiling import TileSettings
 from ccaug.layouts.constraints import LayoutConstraints
 from ccaug.layouts.perturb import PerturbConfig
 from ccaug.model.generator_config import GeneratorConfig
-from ccaug.pipeline.train import TrainingConfig
+from ccaug.pipeline.training_config import TrainingConfig
 
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 

@@ -15,7 +15,8 @@ from ccaug.datasets import make_aerial
 from ccaug.layouts.layout import read_layout_dataset
 from ccaug.model.generator import CCDiffGenerator
 from ccaug.model.generator_config import GeneratorConfig
-from ccaug.pipeline.train import TrainingConfig, train_generator
+from ccaug.pipeline.train import train_generator
+from ccaug.pipeline.training_config import TrainingConfig
 from ccaug.recipes import RecipeError, load_recipe
 
 pytestmark = pytest.mark.filterwarnings("ignore:a text of")
