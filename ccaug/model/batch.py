@@ -34,6 +34,11 @@ class GeneratorBatch:
         ``(B, 3, H, W)`` float in [-1, 1]: the target images (training only; None when sampling).
     image_ids
         ``B`` source image ids (training: for excluding a sample's own image from retrieval), or None.
+    reference_rows
+        ``(B, N)`` long: the instance-bank row of each slot's reference (-1 where padded), or None. With
+        `background_rows`, the key to cached reference features (`ccaug.model.frozen_cache`).
+    background_rows
+        ``(B,)`` long: the background-bank row of each layout's background reference, or None.
     """
 
     captions: list[str]
@@ -44,6 +49,8 @@ class GeneratorBatch:
     background: torch.Tensor
     images: torch.Tensor | None = None
     image_ids: list[int] | None = None
+    reference_rows: torch.Tensor | None = None
+    background_rows: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         batch, slots = self.valid.shape
@@ -60,6 +67,14 @@ class GeneratorBatch:
             raise ValueError(f"GeneratorBatch.background must be (B, 3, S, S), got {tuple(self.background.shape)}")
         if len(self.captions) != batch:
             raise ValueError(f"GeneratorBatch has {len(self.captions)} captions for {batch} layouts")
+        if self.reference_rows is not None and tuple(self.reference_rows.shape) != (batch, slots):
+            raise ValueError(
+                f"GeneratorBatch.reference_rows must be {(batch, slots)}, got {tuple(self.reference_rows.shape)}"
+            )
+        if self.background_rows is not None and tuple(self.background_rows.shape) != (batch,):
+            raise ValueError(
+                f"GeneratorBatch.background_rows must be {(batch,)}, got {tuple(self.background_rows.shape)}"
+            )
         if self.images is not None and self.images.shape[:2] != (batch, 3):
             raise ValueError(f"GeneratorBatch.images must be (B, 3, H, W), got {tuple(self.images.shape)}")
 

@@ -37,6 +37,7 @@ from ccaug.model.backbones import Backbone, build_backbone
 from ccaug.model.batch import GeneratorBatch
 from ccaug.model.cgm import install_ccdiff_processors
 from ccaug.model.conditions import LayoutConditions
+from ccaug.model.frozen_cache import FrozenFeatures
 from ccaug.model.generator_config import GeneratorConfig
 from ccaug.model.resampler import build_resampler
 from ccaug.model.text import TextEncoding, WordTokenizer
@@ -92,6 +93,12 @@ class CCDiffGenerator(nn.Module):
         self.resampler = build_resampler(
             config.resampler_config(backbone.embedding_dim, backbone.context_dim)
         )
+        self.frozen_features: FrozenFeatures | None = None
+
+    def attach_frozen_features(self, features: FrozenFeatures | None) -> None:
+        """Serve the frozen parts' outputs from `features` (built for this generator by
+        `FrozenFeatures.build`) wherever a request is cached; None detaches them."""
+        self.frozen_features = None if features is None or features.is_empty else features
 
     # ------------------------------------------------------------------------------------------ basics
 
@@ -119,11 +126,19 @@ class CCDiffGenerator(nn.Module):
 
     # ------------------------------------------------------------------------------------------ encoding
 
-    def encode_text(self, texts: list[str] | tuple[str, ...], length: int | None = None) -> TextEncoding:
+    def encode_text(
+        self, texts: list[str] | tuple[str, ...], length: int | None = None, cached: bool = True
+    ) -> TextEncoding:
         """``token_states (len(texts), length, D)`` and ``pooled (len(texts), D)``; `length` defaults to
-        the caption length."""
-        tokens = self.tokenizer(list(texts), length)
+        the caption length. Served from the attached `FrozenFeatures` when all `texts` are there (and
+        `cached`)."""
         device = self.device
+        if cached and self.frozen_features is not None and "text_encoder" in self.frozen:
+            hit = self.frozen_features.text(list(texts), length)
+            if hit is not None:
+                dtype = _dtype_of(self.text_encoder)
+                return TextEncoding(hit.token_states.to(device, dtype), hit.pooled.to(device, dtype))
+        tokens = self.tokenizer(list(texts), length)
         with self._frozen_context("text_encoder"):
             return self.text_encoder(tokens.input_ids.to(device), tokens.attention_mask.to(device))
 
@@ -173,9 +188,16 @@ class CCDiffGenerator(nn.Module):
         captions = ["" if dropped else text for text, dropped in zip(batch.captions, drop.tolist())]
         caption = self.encode_text(captions)
         label_text = self.encode_text(self.config.categories, self.label_length)  # (C, L', D): once per call
-        instance_tokens, background_tokens = self.encode_references(
-            batch.references.to(device), batch.background.to(device), valid
-        )
+        hit = None
+        if self.frozen_features is not None and "image_encoder" in self.frozen:
+            hit = self.frozen_features.references(batch.reference_rows, batch.background_rows, valid)
+        if hit is not None:
+            dtype = _dtype_of(self.image_encoder)
+            instance_tokens, background_tokens = (tokens.to(device, dtype) for tokens in hit)
+        else:
+            instance_tokens, background_tokens = self.encode_references(
+                batch.references.to(device), batch.background.to(device), valid
+            )
         polygons = batch.polygons.to(device=device, dtype=torch.float32)
         tokens = self.resampler(instance_tokens, background_tokens, polygons, valid)
         layout = LayoutConditions(
@@ -235,7 +257,13 @@ class CCDiffGenerator(nn.Module):
         timesteps = torch.randint(
             0, scheduler.config.num_train_timesteps, (batch_size,), generator=generator, device=draw
         ).to(device)
-        x0 = self.encode_images(batch.images.to(device), generator)
+        x0 = None
+        if self.frozen_features is not None and "vae" in self.frozen and self.vae is not None:
+            latents = self.frozen_features.sample_latents(batch.image_ids, generator, device)
+            if latents is not None:
+                x0 = latents.to(self.vae.dtype) * self.vae.config.scaling_factor
+        if x0 is None:
+            x0 = self.encode_images(batch.images.to(device), generator)
         noise = torch.randn(x0.shape, generator=generator, device=draw, dtype=x0.dtype).to(device)
 
         caption_tokens, layout = self.encode(batch, drop.to(device))
@@ -375,6 +403,10 @@ class CCDiffGenerator(nn.Module):
             raise ValueError(f"cannot load {path} into this generator:\n  " + "\n  ".join(problems))
         state = safetensors.torch.load_file(str(path), device=str(self.device))
         self.load_state_dict(state, strict=False)
+
+
+def _dtype_of(module: nn.Module) -> torch.dtype:
+    return next(module.parameters()).dtype
 
 
 def _read_config(folder: str | Path) -> dict[str, Any]:

@@ -43,6 +43,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -162,6 +163,26 @@ class GeneratorTrainingData(torch.utils.data.Dataset):
         """The caption of every image, unmirrored, in images-table order."""
         return self._captions[0]
 
+    @property
+    def all_captions(self) -> list[str]:
+        """Every caption an item can carry (each mirrored variant's too with ``flip="hv"``), without repeats."""
+        variants = self._captions if self.flip == "hv" else self._captions[:1]
+        return list(dict.fromkeys(text for texts in variants for text in texts))
+
+    @property
+    def image_ids(self) -> np.ndarray:
+        """The image id of every item, in images-table order."""
+        return self._image_ids
+
+    def image_path(self, index: int) -> Path:
+        """The file of item `index`."""
+        return self.root / self._files[index]
+
+    def read_image(self, index: int) -> torch.Tensor:
+        """``(3, R, R)`` float32 in [-1, 1]: item `index`'s image as training reads it, unmirrored."""
+        width, height = (int(side) for side in self._sizes[index])
+        return self._read_image(index, width, height)
+
     def set_epoch(self, epoch: int) -> None:
         """Draw the references (and flips) of `epoch` from now on; call it before each epoch's iteration."""
         _check_seed(epoch)
@@ -256,7 +277,7 @@ def check_training_categories(dataset: Dataset, categories: Sequence[str]) -> No
 def collate(items: Sequence[GeneratorItem], max_instances: int | None = None) -> GeneratorBatch:
     """Pad B items to N slots: the largest instance count among them, or exactly `max_instances`.
 
-    Padded slots hold zeros (label 0, polygon 0, black reference) and are False in ``valid``. Images and
+    Padded slots hold zeros (label 0, polygon 0, black reference, bank row -1) and are False in ``valid``. Images and
     image ids are stacked when every item has them (training), else left None (sampling).
     """
     if not items:
@@ -270,11 +291,13 @@ def collate(items: Sequence[GeneratorItem], max_instances: int | None = None) ->
     valid = torch.zeros(len(items), slots, dtype=torch.bool)
     polygons = torch.zeros(len(items), slots, 8, dtype=torch.float32)
     references = torch.zeros(len(items), slots, 3, size, size, dtype=torch.float32)
+    reference_rows = torch.full((len(items), slots), -1, dtype=torch.long)
     for row, (item, count) in enumerate(zip(items, counts)):
         labels[row, :count] = item.labels
         valid[row, :count] = True
         polygons[row, :count] = item.polygons
         references[row, :count] = item.references
+        reference_rows[row, :count] = torch.as_tensor(np.asarray(item.reference_rows, dtype=np.int64))
     with_images = all(item.image is not None for item in items)
     return GeneratorBatch(
         captions=[item.caption for item in items],
@@ -285,6 +308,8 @@ def collate(items: Sequence[GeneratorItem], max_instances: int | None = None) ->
         background=torch.stack([item.background for item in items]),
         images=torch.stack([item.image for item in items]) if with_images else None,
         image_ids=[item.image_id for item in items] if with_images else None,
+        reference_rows=reference_rows,
+        background_rows=torch.tensor([item.background_row for item in items], dtype=torch.long),
     )
 
 

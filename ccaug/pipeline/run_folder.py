@@ -29,7 +29,8 @@ def claim_run_folder(out: Path, run: dict[str, Any], resume: bool) -> None:
             raise FileExistsError(
                 f"{out} holds a generator run already (run.json); pass --resume to continue it, or another --out"
             )
-        if out.is_dir() and any(child.name != "banks" for child in out.iterdir()):
+        # Reference banks and frozen-feature caches left by an earlier attempt are reused, not in the way.
+        if out.is_dir() and any(child.name not in ("banks", "cache") for child in out.iterdir()):
             raise FileExistsError(f"{out} is not empty; give an empty or new folder for the run")
         return
     if not path.is_file():

@@ -5,6 +5,7 @@ A run owns one output folder (Ultralytics-style)::
     out/
       run.json                 data, format, generator and training settings of the run
       banks/                   instance and background banks built from the train split (reused when they match)
+      cache/                   the frozen encoders' features (sd backbone: reference tokens, text, VAE posteriors)
       metrics.jsonl            one JSON object per logged step: step, epoch, loss, lr, images_per_second, …
       checkpoint/              the latest checkpoint (replaced atomically):
         config.json, model.safetensors       the generator (EMA weights when EMA is on): from_pretrained reads it
@@ -32,6 +33,10 @@ Decisions:
   many batches of it were used, so ``resume=True`` continues with exactly the batches the run would have
   seen. The noise, timesteps and condition dropout come from a per-process ``torch.Generator`` that is
   checkpointed too.
+* **Frozen features are computed once.** When the backbone has frozen parts, `FrozenFeatures` computes
+  their outputs for every bank row, caption and (with ``flip="none"``) training image before the loop, or
+  reads them from ``out/cache/`` (keyed by encoder fingerprint and content), and the generator is served
+  from them; the loss is the same as without. The ``tiny`` backbone trains everything: nothing is cached.
 * **Steps** count optimizer steps (``max_steps``); one step is ``gradient_accumulation`` batches of
   ``batch_size`` per process.
 """
@@ -57,6 +62,7 @@ from torch import nn
 from ccaug.fileio import write_json
 from ccaug.layouts.layout import read_layout_dataset
 from ccaug.model.batch import GeneratorBatch
+from ccaug.model.frozen_cache import FrozenFeatures
 from ccaug.model.generator import CCDiffGenerator
 from ccaug.model.generator_config import GeneratorConfig
 from ccaug.pipeline.checkpoints import TrainingPosition, ema_weights, load_training_state, save_checkpoint
@@ -178,6 +184,14 @@ def train_generator(
     )
     objective, optimizer, loader, lr_schedule = accelerator.prepare(objective, optimizer, loader, lr_schedule)
     parameters = generator.trainable_parameters()  # the same Parameter objects, now on the device
+    if generator.frozen:  # after prepare: computed on the device; the main process writes, the others read
+        with accelerator.main_process_first():
+            features = FrozenFeatures.build(
+                generator, out / "cache", instance_bank=instance_bank, background_bank=background_bank,
+                captions=data.all_captions, training_data=data, batch_size=config.batch_size,
+                progress=progress and accelerator.is_main_process,
+            )  # fmt: skip
+        generator.attach_frozen_features(features)
     ema = EMAModel(parameters, decay=config.ema_decay) if config.ema_decay > 0 else None
     noise_generator = torch.Generator().manual_seed(_process_seed(config.seed, accelerator.process_index))
 
