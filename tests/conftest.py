@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -12,6 +13,17 @@ from PIL import Image
 
 from ccaug.data.dataset import Dataset
 from ccaug.data.geometry import POLY_COLUMNS, le90_to_polygon
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread_per_test_worker() -> None:
+    """Under pytest-xdist every worker is a process: with torch's default of one thread per core, two
+    workers on two cores run four threads and the model tests slow down several times over."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)
+
 
 # Not in alphabetical order, and one name has a space: readers must keep the order and the name.
 CATEGORIES = ["ship", "storage tank", "plane"]
