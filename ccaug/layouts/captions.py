@@ -10,7 +10,7 @@ Format (sentences are joined by single spaces; each ends with a period):
    (see `scene_name`).
 2. **Centre**: ``There is|are <class>[, <class>...] in the center of the image.``, where each ``<class>`` is
    ``<n> <noun><directions>``; or, with nothing there, ``The center of the image holds no salient object.``
-   ("is" only when the sentence counts exactly one object.)
+   ("is" when the first, most numerous class counts one object: "There is one plane, one ship ...".)
 3. **Border**, one sentence per class that has objects outside the centre:
    * in one bin: ``There is|are <n> <noun><directions> in the <position> of the image.``
    * in several: ``There are <total> <plural>, <n> in the <position><directions>[, ...].``
@@ -233,11 +233,10 @@ def _centre_sentence(counts: np.ndarray, nouns: list[tuple[str, str]]) -> str:
     totals = counts.sum(axis=1)
     if totals.sum() == 0:
         return NO_CENTRE_SENTENCE
-    parts = [
-        _counted(totals[label], nouns[label]) + _direction_phrase(counts[label])
-        for label in _by_count(totals)
-    ]
-    verb = "is" if totals.sum() == 1 else "are"
+    order = _by_count(totals)
+    parts = [_counted(totals[label], nouns[label]) + _direction_phrase(counts[label]) for label in order]
+    # The verb agrees with the first (most numerous) class: "There is one plane, one ship ...".
+    verb = "is" if totals[order[0]] == 1 else "are"
     return f"There {verb} {', '.join(parts)} in the center of the image."
 
 

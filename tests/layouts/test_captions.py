@@ -49,6 +49,15 @@ def test_one_object_in_the_centre():
     )
 
 
+def test_single_objects_of_several_classes_in_the_centre_take_is():
+    layout = make_layout([(PLANE, 240, 250, 0), (SHIP, 280, 260, 90)])
+    assert caption(layout, CLASSES) == (
+        "This is an aerial image of airport. "
+        "There is one plane towards the east-west direction, one ship towards the north-south direction "
+        "in the center of the image."
+    )
+
+
 def test_several_classes_in_the_centre_by_count_with_mixed_directions():
     layout = make_layout(
         [

@@ -183,3 +183,15 @@ def test_a_short_run_on_the_embedded_data_set_lowers_the_loss(aerial: Path, tmp_
     assert len(loss) == 40
     first, last = sum(loss[:10]) / 10, sum(loss[-10:]) / 10
     assert last < 0.8 * first, (first, last)
+
+
+def test_a_bf16_autocast_run_keeps_fp32_master_weights(aerial: Path, tmp_path: Path) -> None:
+    """mixed_precision="bf16" autocasts the forward (on CPU here, on the GPU in real runs); the weights the
+    optimizer updates and the checkpoint stay float32."""
+    from safetensors import safe_open
+
+    training = dataclasses.replace(TINY_TRAINING, max_steps=2, sample_every=2, mixed_precision="bf16")
+    result = train_generator(aerial, "dota", tmp_path / "run", generator_config=tiny_generator(aerial), training_config=training, progress=False)
+    assert result.step == 2 and all(loss > 0 for loss in losses(tmp_path / "run"))
+    with safe_open(tmp_path / "run" / "checkpoint" / "model.safetensors", "pt") as weights:
+        assert {weights.get_slice(key).get_dtype() for key in weights.keys()} == {"F32"}
