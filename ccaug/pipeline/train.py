@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -119,6 +120,7 @@ def train_generator(
         project_dir=str(out),
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
     )
+    _refuse_unsynchronised_launch(accelerator)
     run = {
         "format": RUN_FORMAT,
         "data": str(Path(data_path).resolve()),
@@ -347,3 +349,18 @@ class EpochSampler(torch.utils.data.Sampler[int]):
 def _process_seed(seed: int, process_index: int) -> int:
     """Each process draws other noise and timesteps, deterministically."""
     return int(np.random.SeedSequence([seed, process_index]).generate_state(1)[0])
+
+
+def _refuse_unsynchronised_launch(accelerator: Accelerator) -> None:
+    """Several processes that each believe they run alone would train copies and overwrite one run folder.
+
+    That happens on CPU when torchrun starts processes but accelerate is not told to use them
+    (accelerate turns multi-process CPU on only with ``ACCELERATE_USE_CPU=1`` or ``accelerate launch --cpu``).
+    """
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched > 1 and accelerator.num_processes == 1:
+        raise RuntimeError(
+            f"{launched} processes were launched but accelerate runs each alone (distributed type "
+            f"{accelerator.distributed_type}); on a CPU machine set ACCELERATE_USE_CPU=1 or use "
+            "`accelerate launch --cpu --num_processes N`, on GPUs check the accelerate config"
+        )
