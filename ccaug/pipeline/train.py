@@ -54,6 +54,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from accelerate.utils import DistributedDataParallelKwargs
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
@@ -114,6 +115,10 @@ def train_generator(
     started = time.perf_counter()
 
     # ---------------------------------------------------------------------------------------- the run folder and model
+    # accelerate keeps its settings in a process-wide singleton; forget the previous run's (e.g. another
+    # mixed_precision) so that train_generator can be called again in one process. The process group
+    # (PartialState) is kept.
+    AcceleratorState._reset_state()
     accelerator = Accelerator(
         gradient_accumulation_steps=config.gradient_accumulation,
         mixed_precision=config.mixed_precision,
