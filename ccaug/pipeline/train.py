@@ -360,12 +360,13 @@ def _refuse_unsynchronised_launch(accelerator: Accelerator) -> None:
     """Several processes that each believe they run alone would train copies and overwrite one run folder.
 
     That happens on CPU when torchrun starts processes but accelerate is not told to use them
-    (accelerate turns multi-process CPU on only with ``ACCELERATE_USE_CPU=1`` or ``accelerate launch --cpu``).
+    (accelerate turns multi-process CPU on only with ``ACCELERATE_USE_CPU=1`` in the environment).
     """
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     if launched > 1 and accelerator.num_processes == 1:
         raise RuntimeError(
             f"{launched} processes were launched but accelerate runs each alone (distributed type "
-            f"{accelerator.distributed_type}); on a CPU machine set ACCELERATE_USE_CPU=1 or use "
-            "`accelerate launch --cpu --num_processes N`, on GPUs check the accelerate config"
+            f"{accelerator.distributed_type}); on a CPU machine launch with ACCELERATE_USE_CPU=1 in the "
+            "environment (e.g. `ACCELERATE_USE_CPU=1 torchrun --nproc_per_node N cli.py train-generator ...`), "
+            "on GPUs check the accelerate config"
         )
