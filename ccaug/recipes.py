@@ -1,8 +1,9 @@
 """Recipes: YAML files under ``recipes/`` that name a complete configuration, validated on load.
 
-A recipe has one section per stage of the job (today: ``tiling``; the generator, synthesis and detector
-stages add theirs). Each section is a frozen dataclass (owned by its stage's module) with a default for every knob, so the CLI, the Python
-API and saved runs speak the same names. Loading refuses unknown sections and keys, and values of the wrong
+A recipe has one section per stage of the job (``tiling``, ``constraints``, ``perturb``, ``generator``,
+``training``). Each section is a frozen dataclass owned by its stage's module, with a default for every knob,
+so the CLI, the Python API and saved runs speak the same names. A section's module is imported only when the
+recipe names it or the code reads it: a tiling recipe does not import diffusers. Loading refuses unknown sections and keys, and values of the wrong
 type or range, with a message naming the file and the key.
 
     tiling:
@@ -13,18 +14,13 @@ type or range, with a message naming the file and the key.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-
-from ccaug.data.tiling import TileSettings
-from ccaug.layouts.constraints import LayoutConstraints
-from ccaug.layouts.perturb import PerturbConfig
-from ccaug.model.generator_config import GeneratorConfig
-from ccaug.pipeline.training_config import TrainingConfig
 
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 
@@ -34,23 +30,34 @@ class RecipeError(ValueError):
 
 
 # Each section is the settings class of the stage that uses it, so validation lives beside the code.
-SECTIONS: dict[str, type] = {
-    "tiling": TileSettings,
-    "constraints": LayoutConstraints,
-    "perturb": PerturbConfig,
-    "generator": GeneratorConfig,
-    "training": TrainingConfig,
+SECTIONS: dict[str, str] = {
+    "tiling": "ccaug.data.tiling:TileSettings",
+    "constraints": "ccaug.layouts.constraints:LayoutConstraints",
+    "perturb": "ccaug.layouts.perturb:PerturbConfig",
+    "generator": "ccaug.model.generator_config:GeneratorConfig",
+    "training": "ccaug.pipeline.training_config:TrainingConfig",
 }
+
+
+def section_class(name: str) -> type:
+    """The settings class of section `name`, imported on first use."""
+    module, _, attribute = SECTIONS[name].partition(":")
+    return getattr(importlib.import_module(module), attribute)
 
 
 @dataclass(frozen=True)
 class Recipe:
+    """A loaded recipe: ``recipe.tiling``, ``recipe.training``, ... (a section the file omits has its defaults)."""
+
     name: str
-    tiling: TileSettings = TileSettings()
-    constraints: LayoutConstraints = LayoutConstraints()
-    perturb: PerturbConfig = PerturbConfig()
-    generator: GeneratorConfig = GeneratorConfig()
-    training: TrainingConfig = TrainingConfig()
+    sections: dict = dataclasses.field(default_factory=dict)
+
+    def __getattr__(self, section: str):
+        if section not in SECTIONS:
+            raise AttributeError(f"recipes have no section {section!r}; they have {sorted(SECTIONS)}")
+        if section not in self.sections:
+            self.sections[section] = section_class(section)()
+        return self.sections[section]
 
 
 def load_recipe(name_or_path: str | Path) -> Recipe:
@@ -65,8 +72,8 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
     unknown = sorted(set(raw) - set(SECTIONS))
     if unknown:
         raise RecipeError(f"{path}: unknown section(s) {unknown}; expected some of {sorted(SECTIONS)}")
-    sections = {name: _build_section(path, name, SECTIONS[name], raw[name]) for name in raw}
-    return Recipe(name=path.stem, **sections)
+    sections = {name: _build_section(path, name, section_class(name), raw[name]) for name in raw}
+    return Recipe(name=path.stem, sections=sections)
 
 
 def _locate(name_or_path: str | Path) -> Path:

@@ -60,3 +60,18 @@ def test_nested_sections_and_class_pair_tables_load(tmp_path):
     recipe = load_recipe(path)
     assert recipe.perturb.flip.p == 0.25 and recipe.perturb.flip.horizontal  # unnamed keys keep defaults
     assert recipe.constraints.pair_overlap == {"ship/ship": 0.2}
+
+
+def test_a_tiling_recipe_does_not_import_the_generator_stack():
+    """Sections load on demand: `ccaug data tile --recipe` must not pay seconds for diffusers and torch."""
+    import subprocess
+    import sys
+
+    script = "import sys; from ccaug.recipes import load_recipe; load_recipe('dota-512').tiling; print('diffusers' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
+
+
+def test_an_unknown_section_attribute_is_a_clear_error():
+    with pytest.raises(AttributeError, match="recipes have no section 'tilling'"):
+        getattr(load_recipe("dota-512"), "tilling")  # noqa: B009

@@ -149,7 +149,8 @@ class LayoutConditions:
 
     # ---------------------------------------------------------------- copies
 
-    def _tensor_fields(self) -> dict[str, torch.Tensor | None]:
+    def tensor_fields(self) -> dict[str, torch.Tensor | None]:
+        """The tensors that define the conditions, by field name (what copies and concatenations carry)."""
         names = [
             "polygons",
             "valid",
@@ -175,7 +176,7 @@ class LayoutConditions:
         (lazily) on the new device.
         """
         changes: dict[str, torch.Tensor | None] = {}
-        for name, tensor in self._tensor_fields().items():
+        for name, tensor in self.tensor_fields().items():
             if tensor is None:
                 continue
             cast = (
@@ -189,7 +190,7 @@ class LayoutConditions:
         index = torch.as_tensor(rows, dtype=torch.long, device=self.polygons.device)
         changes = {
             name: (tensor.index_select(0, index) if tensor is not None else None)
-            for name, tensor in self._tensor_fields().items()
+            for name, tensor in self.tensor_fields().items()
         }
         return self._replace(**changes)
 
@@ -200,7 +201,7 @@ class LayoutConditions:
             raise ValueError("concatenate needs at least one LayoutConditions")
         first = parts[0]
         for other in parts[1:]:
-            for name, tensor in first._tensor_fields().items():
+            for name, tensor in first.tensor_fields().items():
                 theirs = getattr(other, name)
                 if (tensor is None) != (theirs is None) or (
                     tensor is not None and tensor.shape[1:] != theirs.shape[1:]
@@ -220,7 +221,7 @@ class LayoutConditions:
                 )
         changes = {
             name: (torch.cat([getattr(p, name) for p in parts]) if tensor is not None else None)
-            for name, tensor in first._tensor_fields().items()
+            for name, tensor in first.tensor_fields().items()
         }
         return first._replace(**changes)
 

@@ -281,18 +281,7 @@ def test_non_square_latents_need_the_latent_size() -> None:
 
 
 def vars_of(layout: LayoutConditions) -> dict:
-    names = [
-        "polygons",
-        "valid",
-        "instance_text",
-        "instance_pooled",
-        "global_pooled",
-        "fg_tokens",
-        "bg_tokens",
-        "rel_tokens",
-        "guided",
-    ]
-    return {name: getattr(layout, name) for name in names}
+    return layout.tensor_fields()
 
 
 @pytest.mark.parametrize("variant", ["ccdiff", "ccdiff_pp"])
