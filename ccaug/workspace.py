@@ -55,3 +55,22 @@ def lookup_dataset(name: str) -> tuple[Path, str]:
         )
     entry = registry[name]
     return Path(entry["path"]), entry["format"]
+
+
+def resolve_source(source: str | Path, fmt: str | None = None) -> tuple[Path, str]:
+    """``(folder, format)`` of a data set given as a path or as a registered name.
+
+    A path that exists wins over a registered name; its format is `fmt` or detected from its files.
+    """
+    from ccaug.data.formats import detect_format
+
+    path = Path(source).expanduser()
+    if path.exists():
+        return path, fmt or detect_format(path)
+    if isinstance(source, str) and _NAME.match(source) and source in registered_datasets():
+        folder, registered_format = lookup_dataset(source)
+        return folder, fmt or registered_format
+    raise FileNotFoundError(
+        f"{source}: neither a data set folder nor a name registered in the workspace {workspace_dir()} "
+        f"(known: {', '.join(sorted(registered_datasets())) or 'none yet'})"
+    )

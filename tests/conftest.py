@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -13,6 +14,11 @@ from PIL import Image
 
 from ccaug.data.dataset import Dataset
 from ccaug.data.geometry import POLY_COLUMNS, le90_to_polygon
+
+# Before anything imports Ultralytics: offline, no pip installs, settings in a throw-away folder (not ~).
+os.environ["YOLO_OFFLINE"] = "1"
+os.environ["YOLO_AUTOINSTALL"] = "0"
+os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="ccaug-test-ultralytics-"))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -123,3 +129,24 @@ def by_name() -> Callable[[Dataset], pd.DataFrame]:
 @pytest.fixture
 def images_by_stem() -> Callable[[Dataset], pd.DataFrame]:
     return images_by_name
+
+
+@pytest.fixture
+def no_network(monkeypatch) -> list[str]:
+    """Block every way out (DNS, TCP/UDP connects) and record each attempt; tests assert the list stays empty."""
+    import socket
+
+    attempts: list[str] = []
+
+    def refuse(kind: str):
+        def blocked(*args, **kwargs):
+            attempts.append(f"{kind}{args[1:] if kind == 'connect' else args[:1]}")
+            raise OSError(f"network blocked in tests ({kind})")
+
+        return blocked
+
+    monkeypatch.setattr(socket, "getaddrinfo", refuse("getaddrinfo"))
+    monkeypatch.setattr(socket, "create_connection", refuse("create_connection"))
+    monkeypatch.setattr(socket.socket, "connect", refuse("connect"))
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse("connect_ex"))
+    return attempts

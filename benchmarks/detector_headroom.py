@@ -1,0 +1,59 @@
+"""Headroom of the embedded aerial data set, and the copy-paste baseline on scarce data (issue 6, point 6).
+
+Two trainability experiments with one budget (EPOCHS x 240 images seen per run) and 3 seeds:
+
+  full:   YOLOv8n from scratch on all 240 real training images (real-only)
+  scarce: YOLOv8n from scratch on 50 real images, real-only and + copy-paste at mix 0.5
+          (--epoch-images 240 gives the 50-image arms the same budget as the full set)
+
+Equivalent CLI commands (what this script runs):
+
+  ccaug data make-aerial --out aerial/ --n 300 --seed 0
+  ccaug train-detector --real aerial/ --out headroom/full --epochs 30 --seeds 3
+  ccaug train-detector --real aerial/ --out headroom/scarce --real-n 50 --augment copy-paste --mix 0.5 \
+      --epoch-images 240 --epochs 30 --seeds 3
+
+Usage: python benchmarks/detector_headroom.py --out /tmp/headroom [--epochs 30] [--only full|scarce]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from ccaug.datasets.aerial import make_aerial
+from ccaug.detect import DetectorSettings, TrainabilityConfig, run_trainability
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--scarce-n", type=int, default=50)
+    parser.add_argument("--only", choices=("full", "scarce"))
+    args = parser.parse_args()
+    data = args.out / "aerial"
+    if not (data / "scenes.json").is_file():
+        make_aerial(data, n=300, seed=0)
+    detector = DetectorSettings(epochs=args.epochs, imgsz=256, batch=16, workers=2)
+    experiments = {
+        "full": TrainabilityConfig(real=str(data), real_format="dota", seeds=args.seeds, detector=detector),
+        "scarce": TrainabilityConfig(
+            real=str(data), real_format="dota", seeds=args.seeds, detector=detector, real_n=args.scarce_n,
+            augment=("copy-paste",), mix=0.5, epoch_images=240,
+        ),
+    }  # fmt: skip
+    for name, config in experiments.items():
+        if args.only and name != args.only:
+            continue
+        started = time.perf_counter()
+        report = run_trainability(config, args.out / name)
+        summary = {arm: (entry["map50"], entry["map50_95"]) for arm, entry in report["arms"].items()}
+        print(name, f"{time.perf_counter() - started:.0f} s", json.dumps(summary, indent=1))
+
+
+if __name__ == "__main__":
+    main()
