@@ -176,3 +176,46 @@ def test_layout_compare_writes_the_table_histograms_and_a_side_by_side_picture(a
     assert "small-vehicle" in result.output
     written = {path.name for path in (tmp_path / "cmp").iterdir()}
     assert {"comparison.csv", "comparison.md", "size.png", "orientation.png", "side_by_side.png"} <= written
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the detector commands
+@pytest.mark.parametrize("command", ["train-detector", "eval"])
+def test_detector_commands_teach_by_example(command):
+    result = invoke(command, "--help")
+    assert result.exit_code == 0
+    assert "Examples" in result.output and f"ccaug {command} --real" in result.output
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--mix", "1.0", "--synthetic", "x"], "--mix must be in [0, 1)"),
+        (["--model", "yolov8n.pt"], "must be a local file"),
+        (["--augment", "mixup"], "known augmentations are copy-paste"),
+        (["--real-n", "999"], "--real-n must be between 1 and"),
+    ],
+)
+def test_train_detector_refuses_bad_input_before_training(aerial, tmp_path, arguments, message):
+    out = tmp_path / "exp"
+    result = invoke("train-detector", "--real", aerial, "--out", out, "--epochs", 1, *arguments)
+    assert result.exit_code == 2
+    assert message in " ".join(result.output.split())
+    assert not (out / "runs").exists()
+
+
+def test_train_detector_runs_end_to_end_and_prints_the_report(aerial, tmp_path):
+    out = tmp_path / "exp"
+    result = invoke(
+        "train-detector", "--real", aerial, "--out", out, "--real-n", 2, "--augment", "copy-paste",
+        "--seeds", 1, "--epochs", 1, "--imgsz", 64, "--batch", 2, "--workers", 0,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "| copy-paste | 2 + 2 | 4 |" in result.output
+    assert (out / "report.md").is_file()
+
+
+def test_eval_refuses_unknown_metrics(aerial, tmp_path):
+    result = invoke("eval", "--real", aerial, "--synthetic", aerial, "--out", tmp_path / "e", "--metrics", "fid")
+    assert result.exit_code == 2
+    assert "available metrics are: yoloscore" in result.output
