@@ -249,19 +249,21 @@ def write_arm_yaml(data: PreparedData, arm: mixing.ArmImages, seed: int, epoch_s
 
 
 def _claim_folder(out: Path, config: TrainabilityConfig) -> None:
-    """Refuse a folder that holds a different experiment; record this one."""
+    """Refuse a folder that holds a different experiment; record this one.
+
+    The number of seeds may change: more seeds extend the experiment, fewer report on the first ones.
+    """
     path = out / CONFIG_FILE
-    wanted = config.to_dict()
+    wanted = json.loads(json.dumps(config.to_dict()))
     if path.is_file():
         existing = json.loads(path.read_text())
-        if existing != json.loads(json.dumps(wanted)):
-            changed = sorted(key for key in wanted if existing.get(key) != json.loads(json.dumps(wanted))[key])
+        changed = sorted(key for key in wanted if key != "seeds" and existing.get(key) != wanted[key])
+        if changed:
             raise FileExistsError(
                 f"{out} holds a different experiment (differs in: {', '.join(changed)}); "
                 "use a new --out, or delete the folder to start over"
             )
-        return
-    if out.exists() and any(out.iterdir()):
+    elif out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} is not empty and holds no {CONFIG_FILE}; use a new --out")
     write_json(path, wanted, indent=1)
 

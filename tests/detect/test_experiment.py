@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -106,6 +107,20 @@ def test_a_rerun_resumes_without_training_again(experiment):
     again = run_trainability(config, out, log=lambda line: None)
     assert weights.stat().st_mtime_ns == stamp
     assert again["arms"]["synthetic"]["map50"] == report["arms"]["synthetic"]["map50"]
+
+
+def test_more_seeds_extend_the_experiment_and_fewer_report_the_first(experiment, tmp_path):
+    config, out, report = experiment
+
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    more = TrainabilityConfig(**{**config.__dict__, "seeds": 2})
+    extended = run_trainability(more, copy, log=lambda line: None)
+    assert extended["arms"]["copy-paste"]["seeds"] == [0, 1]
+    assert extended["arms"]["copy-paste"]["map50"]["values"][0] == report["arms"]["copy-paste"]["map50"]["mean"]
+    assert json.loads((copy / "experiment.json").read_text())["seeds"] == 2
+    fewer = run_trainability(config, copy, log=lambda line: None)  # back to one seed: the first one's report
+    assert fewer["arms"]["copy-paste"]["seeds"] == [0]
 
 
 def test_a_folder_of_another_experiment_is_refused(experiment):
