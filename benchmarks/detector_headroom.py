@@ -14,6 +14,7 @@ Equivalent CLI commands (what this script runs):
       --epoch-images 240 --epochs 30 --seeds 3
 
 Usage: python benchmarks/detector_headroom.py --out /tmp/headroom [--epochs 30] [--only full|scarce]
+       python benchmarks/detector_headroom.py --out /tmp/headroom --plot docs/detector-headroom.png
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ from pathlib import Path
 
 from ccaug.datasets.aerial import make_aerial
 from ccaug.detect import DetectorSettings, TrainabilityConfig, run_trainability
+from ccaug.detect.experiment import RunResult
+from ccaug.detect.report_plots import plot_curves
+
+LABELS = {("full", "real-only"): "240 real", ("scarce", "real-only"): "50 real", ("scarce", "copy-paste"): "50 real + 50 copy-paste"}
 
 
 def main() -> None:
@@ -34,7 +39,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--scarce-n", type=int, default=50)
     parser.add_argument("--only", choices=("full", "scarce"))
+    parser.add_argument("--plot", type=Path, help="Only draw the finished runs' validation curves into this PNG.")
     args = parser.parse_args()
+    if args.plot:
+        plot_finished_runs(args.out, args.plot)
+        return
     data = args.out / "aerial"
     if not (data / "scenes.json").is_file():
         make_aerial(data, n=300, seed=0)
@@ -53,6 +62,18 @@ def main() -> None:
         report = run_trainability(config, args.out / name)
         summary = {arm: (entry["map50"], entry["map50_95"]) for arm, entry in report["arms"].items()}
         print(name, f"{time.perf_counter() - started:.0f} s", json.dumps(summary, indent=1))
+
+
+def plot_finished_runs(out: Path, target: Path) -> None:
+    """Every finished run of both experiments, one curve per arm (mean over its seeds, band = min..max)."""
+    results = []
+    for (experiment, arm), label in LABELS.items():
+        for path in sorted((out / experiment / "runs" / arm).glob("seed*/result.json")):
+            result = RunResult(**json.loads(path.read_text()))
+            result.arm = label
+            results.append(result)
+    plot_curves(results, target)
+    print(f"{len(results)} runs drawn into {target}")
 
 
 if __name__ == "__main__":

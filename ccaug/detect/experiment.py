@@ -151,19 +151,25 @@ def prepare_data(config: TrainabilityConfig, folder: Path, *, log: Callable[[str
 
 def load_synthetic(config: TrainabilityConfig, categories: list[str]) -> Dataset:
     """The synthetic set as one training split, its classes checked against (and ordered as) the real ones."""
-    path, fmt = resolve_source(config.synthetic, config.synthetic_format)
-    synthetic = read_dataset(path, fmt)
-    if len(synthetic) == 0:
-        raise ValueError(f"{path}: the synthetic data set has no images")
-    unknown = [name for name in synthetic.categories if name not in categories]
-    used = set(synthetic.instances["category"].astype(str))
-    if unknown and used & set(unknown):
-        raise ValueError(
-            f"{path}: the synthetic set has classes the real set does not: {', '.join(sorted(used & set(unknown)))} "
-            f"(real classes: {', '.join(categories)}); render it from layouts of the real set's classes"
-        )
-    synthetic = read_dataset(path, fmt, categories=categories) if synthetic.categories != categories else synthetic
+    synthetic = read_with_classes(config.synthetic, config.synthetic_format, categories, "synthetic")
     return synthetic.replace(images=synthetic.images.assign(split="train"))
+
+
+def read_with_classes(source: str | Path, fmt: str | None, categories: list[str], role: str) -> Dataset:
+    """A non-empty data set whose classes are among `categories`, indexed in their order (as YOLO needs)."""
+    path, fmt = resolve_source(source, fmt)
+    dataset = read_dataset(path, fmt)
+    if len(dataset) == 0:
+        raise ValueError(f"{path}: the {role} data set has no images")
+    if dataset.categories == categories:
+        return dataset
+    unknown = sorted(set(dataset.instances["category"].astype(str)) - set(categories))
+    if unknown:
+        raise ValueError(
+            f"{path}: the {role} set has classes the real set does not: {', '.join(unknown)} "
+            f"(real classes: {', '.join(categories)}); it must be drawn from layouts of the real set's classes"
+        )
+    return read_dataset(path, fmt, categories=categories)
 
 
 def plan_arms(config: TrainabilityConfig, data: PreparedData, seed: int, folder: Path) -> dict[str, mixing.ArmImages]:

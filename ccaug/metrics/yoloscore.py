@@ -15,6 +15,7 @@ import yaml
 
 from ccaug.data.dataset import Dataset
 from ccaug.data.formats import read_dataset, write_dataset
+from ccaug.detect.experiment import read_with_classes
 from ccaug.detect.offline import use_offline_ultralytics
 from ccaug.detect.yolo import DetectorSettings, Evaluation, evaluate, train
 from ccaug.fileio import write_json, write_text
@@ -52,12 +53,12 @@ def yolo_score(
     use_offline_ultralytics(out / "ultralytics")
     if detector is not None and not Path(detector).is_file():
         raise ValueError(f"--detector {detector}: weights must be a local .pt file (ccaug never downloads them)")
-    real_set = _read(real, real_format, "real")
+    real_set = _read_real(real, real_format)
     categories = list(real_set.categories)
     for split in ("val",) + (("train",) if detector is None else ()):
         if not (real_set.images["split"] == split).any():
             raise ValueError(f"{real}: the real data set has no '{split}' images")
-    generated = _read(synthetic, synthetic_format, "synthetic", categories)
+    generated = read_with_classes(synthetic, synthetic_format, categories, "generated")
     yolo_format = "yolo-obb" if settings.task == "obb" else "yolo"
     real_yaml = _write_for_ultralytics(real_set, out / "data" / "real", yolo_format)
     generated_yaml = _write_for_ultralytics(
@@ -99,18 +100,11 @@ def render_markdown(score: YoloScore) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _read(source: str | Path, fmt: str | None, role: str, categories: list[str] | None = None) -> Dataset:
+def _read_real(source: str | Path, fmt: str | None) -> Dataset:
     path, fmt = resolve_source(source, fmt)
     dataset = read_dataset(path, fmt)
     if len(dataset) == 0:
-        raise ValueError(f"{path}: the {role} data set has no images")
-    if categories is not None and dataset.categories != categories:
-        unknown = sorted(set(dataset.instances["category"].astype(str)) - set(categories))
-        if unknown:
-            raise ValueError(
-                f"{path}: classes {', '.join(unknown)} are not in the real data set ({', '.join(categories)})"
-            )
-        dataset = read_dataset(path, fmt, categories=categories)
+        raise ValueError(f"{path}: the real data set has no images")
     return dataset
 
 
