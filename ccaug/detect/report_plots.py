@@ -50,7 +50,7 @@ def plot_curves(results: Sequence, path: Path) -> Path | None:
             stacked = np.array([values[:length] for values in series])
             epochs = np.arange(1, length + 1)
             colour = ARM_COLOURS[index % len(ARM_COLOURS)]
-            ax.plot(epochs, stacked.mean(axis=0), color=colour, label=arm)
+            ax.plot(epochs, stacked.mean(axis=0), color=colour, label=arm, marker="o" if length < 10 else None, ms=3)
             if len(series) > 1:
                 ax.fill_between(epochs, stacked.min(axis=0), stacked.max(axis=0), color=colour, alpha=0.15)
         ax.set_xlabel("epoch (same images per epoch in every arm)")
