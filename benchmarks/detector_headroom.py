@@ -15,6 +15,7 @@ Equivalent CLI commands (what this script runs):
 
 Usage: python benchmarks/detector_headroom.py --out /tmp/headroom [--epochs 30] [--only full|scarce]
        python benchmarks/detector_headroom.py --out /tmp/headroom --plot docs/detector-headroom.png
+       (--plot draws the finished runs' validation curves and prints their table, without training)
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pathlib import Path
 from ccaug.datasets.aerial import make_aerial
 from ccaug.detect import DetectorSettings, TrainabilityConfig, run_trainability
 from ccaug.detect.experiment import RunResult
+from ccaug.detect.report import summarise
 from ccaug.detect.report_plots import plot_curves
 
 LABELS = {("full", "real-only"): "240 real", ("scarce", "real-only"): "50 real", ("scarce", "copy-paste"): "50 real + 50 copy-paste"}
@@ -73,7 +75,17 @@ def plot_finished_runs(out: Path, target: Path) -> None:
             result.arm = label
             results.append(result)
     plot_curves(results, target)
-    print(f"{len(results)} runs drawn into {target}")
+    print(f"{len(results)} runs drawn into {target}\n")
+    print("| arm | seeds | mAP50 per seed | mAP50 mean ± std | mAP50-95 mean ± std | wall time per run |")
+    print("|---|---|---|---|---|---|")
+    for label in dict.fromkeys(LABELS.values()):
+        runs = [result for result in results if result.arm == label]
+        if runs:
+            map50, map95 = summarise([r.map50 for r in runs]), summarise([r.map50_95 for r in runs])
+            seeds = ", ".join(f"{r.map50:.3f}" for r in runs)
+            minutes = sum(r.seconds for r in runs) / len(runs) / 60
+            print(f"| {label} | {len(runs)} | {seeds} | {map50['mean']:.3f} ± {map50['std']:.3f} | "
+                  f"{map95['mean']:.3f} ± {map95['std']:.3f} | {minutes:.1f} min |")
 
 
 if __name__ == "__main__":

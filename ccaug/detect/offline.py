@@ -66,6 +66,7 @@ def use_offline_ultralytics(config_dir: str | Path | None = None):
 
     settings_dir = Path(USER_CONFIG_DIR)
     _switch_off_network_settings(SETTINGS, settings_dir)
+    _point_folder_constants_at_settings(SETTINGS)
     _install_fonts(settings_dir)
     return ultralytics
 
@@ -104,6 +105,16 @@ def _switch_off_network_settings(settings, folder: Path) -> None:
     wanted["runs_dir"] = str(folder / "runs")
     if any(settings.get(key) != value for key, value in wanted.items()):
         settings.update(wanted)
+
+
+def _point_folder_constants_at_settings(settings) -> None:
+    """Ultralytics copies the folders into module constants at import (the AMP check reads ``WEIGHTS_DIR``);
+    a settings file created in that same import still held the defaults (``./weights``), so follow it."""
+    import ultralytics.utils as utils
+
+    utils.DATASETS_DIR = Path(settings["datasets_dir"])
+    utils.WEIGHTS_DIR = Path(settings["weights_dir"])
+    utils.RUNS_DIR = Path(settings["runs_dir"])
 
 
 def _install_fonts(folder: Path) -> None:
