@@ -50,15 +50,13 @@ def use_offline_ultralytics(config_dir: str | Path | None = None):
 
     Call it before anything imports Ultralytics. If Ultralytics is already imported (by the user's own code)
     its settings folder can no longer move; the network switches are then applied to the live settings and
-    a different `config_dir` is ignored with a warning rather than an error, since the run stays offline.
+    `config_dir` is ignored, since the run stays offline either way.
     """
-    config_dir = Path(config_dir or _default_config_dir()).resolve()
-    config_dir.mkdir(parents=True, exist_ok=True)
-    already_imported = "ultralytics" in sys.modules
     os.environ["YOLO_OFFLINE"] = "1"
     os.environ["YOLO_AUTOINSTALL"] = "0"
-    os.environ.setdefault("YOLO_VERBOSE", "1")
-    if not already_imported:
+    if "ultralytics" not in sys.modules:
+        config_dir = Path(config_dir or _default_config_dir()).resolve()
+        config_dir.mkdir(parents=True, exist_ok=True)
         os.environ["YOLO_CONFIG_DIR"] = str(config_dir)
 
     import ultralytics
