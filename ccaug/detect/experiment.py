@@ -155,13 +155,14 @@ def load_synthetic(config: TrainabilityConfig, categories: list[str]) -> Dataset
     return synthetic.replace(images=synthetic.images.assign(split="train"))
 
 
-def read_with_classes(source: str | Path, fmt: str | None, categories: list[str], role: str) -> Dataset:
-    """A non-empty data set whose classes are among `categories`, indexed in their order (as YOLO needs)."""
+def read_with_classes(source: str | Path, fmt: str | None, categories: list[str] | None, role: str) -> Dataset:
+    """A non-empty data set whose classes are among `categories` (if given), indexed in their order (as YOLO
+    needs)."""
     path, fmt = resolve_source(source, fmt)
     dataset = read_dataset(path, fmt)
     if len(dataset) == 0:
         raise ValueError(f"{path}: the {role} data set has no images")
-    if dataset.categories == categories:
+    if categories is None or dataset.categories == categories:
         return dataset
     unknown = sorted(set(dataset.instances["category"].astype(str)) - set(categories))
     if unknown:

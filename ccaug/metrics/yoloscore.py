@@ -14,12 +14,11 @@ from pathlib import Path
 import yaml
 
 from ccaug.data.dataset import Dataset
-from ccaug.data.formats import read_dataset, write_dataset
+from ccaug.data.formats import write_dataset
 from ccaug.detect.experiment import read_with_classes
 from ccaug.detect.offline import use_offline_ultralytics
 from ccaug.detect.yolo import DetectorSettings, Evaluation, evaluate, train
 from ccaug.fileio import write_json, write_text
-from ccaug.workspace import resolve_source
 
 
 @dataclass(frozen=True)
@@ -53,7 +52,7 @@ def yolo_score(
     use_offline_ultralytics(out / "ultralytics")
     if detector is not None and not Path(detector).is_file():
         raise ValueError(f"--detector {detector}: weights must be a local .pt file (ccaug never downloads them)")
-    real_set = _read_real(real, real_format)
+    real_set = read_with_classes(real, real_format, None, "real")
     categories = list(real_set.categories)
     for split in ("val",) + (("train",) if detector is None else ()):
         if not (real_set.images["split"] == split).any():
@@ -98,14 +97,6 @@ def render_markdown(score: YoloScore) -> str:
             f"| {name} | {_cell(generated, 'ap50')} | {_cell(real, 'ap50')} | {generated.get('instances', 0)} |"
         )
     return "\n".join(lines) + "\n"
-
-
-def _read_real(source: str | Path, fmt: str | None) -> Dataset:
-    path, fmt = resolve_source(source, fmt)
-    dataset = read_dataset(path, fmt)
-    if len(dataset) == 0:
-        raise ValueError(f"{path}: the real data set has no images")
-    return dataset
 
 
 def _write_for_ultralytics(dataset: Dataset, folder: Path, fmt: str) -> Path:
