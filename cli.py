@@ -485,6 +485,85 @@ def eval_command(
     console.print(f"written to [bold]{out}[/]")
 
 
+class LayoutMode(str, Enum):
+    sample = "sample"
+    perturb = "perturb"
+    real = "real"
+    mix = "mix"
+
+
+class VerifyPolicy(str, Enum):
+    drop = "drop"
+    rerender = "rerender"
+
+
+@app.command("synth")
+@friendly_errors
+def synth_command(
+    source: Annotated[str, typer.Option(help="Data set to imitate: a folder, a name registered with `ccaug data import --name`, or 'aerial'.")],
+    n: Annotated[int, typer.Option("--n", help="Number of images to render.")],
+    out: Annotated[Path, typer.Option(help="Output folder: DOTA (images/, labelTxt/), annotations.json, yolo/, yolo-obb/, manifest.jsonl.")],
+    model: Annotated[Path | None, typer.Option(help="Generator: a train-generator run folder or its checkpoint/ (default: the one registered for SOURCE).")] = None,
+    layouts: Annotated[LayoutMode | None, typer.Option(help="Where layouts come from: sampled from a fitted layout model, perturbed real ones, real ones, or a mix (default: the recipe's).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of every random choice: the same seed renders the same images.")] = 0,
+    batch_size: Annotated[int | None, typer.Option(help="Layouts per UNet call (default: the recipe's).")] = None,
+    recipe: Annotated[str | None, typer.Option(help="Recipe with 'synth' (and 'constraints', 'perturb') sections.")] = None,
+    scheduler: Annotated[str | None, typer.Option(help="Sampler: dpm++ (default, ~20 steps), euler (the paper's, 50), ddim.")] = None,
+    steps: Annotated[int | None, typer.Option(help="Denoising steps.")] = None,
+    guidance_scale: Annotated[float | None, typer.Option(help="Classifier-free guidance (default: the generator's training preview value).")] = None,
+    verify: Annotated[bool, typer.Option(help="Check every instance with a detector trained on the real data.")] = False,
+    verify_policy: Annotated[VerifyPolicy, typer.Option(help="With --verify: drop unfound instances from the labels, or re-render the image with a new seed.")] = VerifyPolicy.drop,
+    verify_detector: Annotated[Path | None, typer.Option(help="With --verify: a local .pt detector trained on the real data (default: train one into OUT/verify-detector).")] = None,
+    num_shards: Annotated[int | None, typer.Option(help="Split the job into this many shards (without accelerate launch).")] = None,
+    shard_index: Annotated[int | None, typer.Option(help="Which shard this process renders (0-based).")] = None,
+    precision: Annotated[str, typer.Option(help="'no' (fp32) or 'bf16' (autocast; on a GPU).")] = "no",
+    fmt: OptionalFormat = None,
+) -> None:
+    """Render N annotated images whose layouts imitate SOURCE, with a trained CC-Diff generator.
+
+    Rerunning the same command resumes (Ctrl-C stops after the current batch). Several GPUs:
+    `accelerate launch cli.py synth ...`, or `--num-shards K --shard-index I` as K separate jobs; the shards
+    together write the same files one process would.
+
+    [bold]Examples[/]
+
+      ccaug synth --source aerial --n 1000 --out synth/
+      ccaug synth --source dota --n 5000 --out synth-dota/ --model runs/dota-gen/ --layouts perturb --verify
+      accelerate launch cli.py synth --source dota --n 50000 --out synth-dota/ --batch-size 32 --precision bf16
+    """
+    import dataclasses as dc
+
+    from ccaug.pipeline.synth import synthesize
+
+    settings = _load_recipe(recipe)
+    changes = {
+        "layouts": layouts.value if layouts else None, "batch_size": batch_size, "scheduler": scheduler,
+        "steps": steps, "guidance_scale": guidance_scale, "verify": verify_policy.value if verify else None,
+    }  # fmt: skip
+    synth_settings = dc.replace(settings.synth, **{key: value for key, value in changes.items() if value is not None})
+    result = synthesize(
+        source, n, out, model=model, fmt=fmt.value if fmt else None, seed=seed, settings=synth_settings,
+        constraints=settings.constraints, perturb=settings.perturb, num_shards=num_shards, shard_index=shard_index,
+        precision=precision, verify_detector=verify_detector,
+        log=lambda line: console.print(f"[bold cyan]{line}[/]", highlight=False),
+    )  # fmt: skip
+    console.print(
+        f"rendered {result.rendered} images in {result.seconds:.0f} s ({result.images_per_second:.2f} images/s); "
+        f"{result.done} of {result.n} done"
+    )
+    if not result.complete:
+        console.print(
+            "stopped: rerun the same command to render the rest" if result.stopped
+            else "this shard is done; the last shard to finish writes manifest.jsonl and the other formats"
+        )  # fmt: skip
+        return
+    console.print("instances per class: " + ", ".join(f"{name} {count}" for name, count in result.per_class.items()))
+    if verify:
+        console.print(f"verification kept {100 * result.kept_share:.1f}% of the instances laid out")
+    for name, path in result.files.items():
+        console.print(f"{name:>12}: {path}")
+
+
 def _split_list(values: list[str] | None) -> list[str]:
     """``--augment a --augment b`` and ``--augment a,b`` both give ``[a, b]``."""
     return [item.strip() for value in values or [] for item in value.split(",") if item.strip()]

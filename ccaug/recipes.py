@@ -1,7 +1,7 @@
 """Recipes: YAML files under ``recipes/`` that name a complete configuration, validated on load.
 
 A recipe has one section per stage of the job (``tiling``, ``constraints``, ``perturb``, ``generator``,
-``training``). Each section is a frozen dataclass owned by its stage's module, with a default for every knob,
+``training``, ``synth``). Each section is a frozen dataclass owned by its stage's module, with a default for every knob,
 so the CLI, the Python API and saved runs speak the same names. A section's module is imported only when the
 recipe names it or the code reads it: a tiling recipe does not import diffusers. Loading refuses unknown sections and keys, and values of the wrong
 type or range, with a message naming the file and the key.
@@ -36,6 +36,7 @@ SECTIONS: dict[str, str] = {
     "perturb": "ccaug.layouts.perturb:PerturbConfig",
     "generator": "ccaug.model.generator_config:GeneratorConfig",
     "training": "ccaug.pipeline.training_config:TrainingConfig",
+    "synth": "ccaug.pipeline.synth_plan:SynthSettings",
 }
 
 

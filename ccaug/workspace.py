@@ -14,6 +14,7 @@ from pathlib import Path
 from ccaug.fileio import write_json
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+EMBEDDED = "aerial"  # the source name of the embedded data set
 
 
 def workspace_dir() -> Path:
@@ -57,10 +58,21 @@ def lookup_dataset(name: str) -> tuple[Path, str]:
     return Path(entry["path"]), entry["format"]
 
 
+def embedded_aerial(progress: bool = True) -> Path:
+    """The embedded aerial data set (300 images of 256 px, seed 0) in the workspace, rendered on first use."""
+    from ccaug.datasets import make_aerial
+
+    folder = workspace_dir() / "datasets" / EMBEDDED
+    if not (folder / "scenes.json").is_file():  # make_aerial writes it last
+        make_aerial(folder, n=300, size=256, seed=0, progress=progress)
+    return folder
+
+
 def resolve_source(source: str | Path, fmt: str | None = None) -> tuple[Path, str]:
     """``(folder, format)`` of a data set given as a path or as a registered name.
 
-    A path that exists wins over a registered name; its format is `fmt` or detected from its files.
+    A path that exists wins over a registered name, and a registered name over the embedded data set
+    (``aerial``); a path's format is `fmt` or detected from its files.
     """
     from ccaug.data.formats import detect_format
 
@@ -70,7 +82,44 @@ def resolve_source(source: str | Path, fmt: str | None = None) -> tuple[Path, st
     if isinstance(source, str) and _NAME.match(source) and source in registered_datasets():
         folder, registered_format = lookup_dataset(source)
         return folder, fmt or registered_format
+    if source == EMBEDDED:
+        return embedded_aerial(), "dota"
     raise FileNotFoundError(
         f"{source}: neither a data set folder nor a name registered in the workspace {workspace_dir()} "
         f"(known: {', '.join(sorted(registered_datasets())) or 'none yet'})"
     )
+
+
+# --------------------------------------------------------------------------------------------------------
+# generators: the default model of a source for `ccaug synth`
+
+
+def _generators_path() -> Path:
+    return workspace_dir() / "generators.json"
+
+
+def source_key(folder: str | Path) -> str:
+    """How a data set is known to the generator registry: its resolved folder."""
+    return str(Path(folder).expanduser().resolve())
+
+
+def register_generator(source_folder: str | Path, checkpoint: str | Path) -> None:
+    """Make `checkpoint` (a folder with config.json and model.safetensors) the default generator for the data
+    set in `source_folder`; the newest registration wins."""
+    path = _generators_path()
+    registry = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    registry[source_key(source_folder)] = str(Path(checkpoint).resolve())
+    write_json(path, registry, indent=2)
+
+
+def registered_generator(source_folder: str | Path) -> Path | None:
+    """The checkpoint registered for the data set in `source_folder`, or None."""
+    path = _generators_path()
+    if not path.is_file():
+        return None
+    try:
+        registry = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: the generator registry is not valid JSON ({error}); fix or delete it") from error
+    entry = registry.get(source_key(source_folder))
+    return Path(entry) if entry else None

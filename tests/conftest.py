@@ -19,6 +19,8 @@ from ccaug.data.geometry import POLY_COLUMNS, le90_to_polygon
 os.environ["YOLO_OFFLINE"] = "1"
 os.environ["YOLO_AUTOINSTALL"] = "0"
 os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="ccaug-test-ultralytics-"))
+# The workspace (registered data sets and generators) of the tests, never the user's ~/.ccaug.
+os.environ["CCAUG_HOME"] = tempfile.mkdtemp(prefix="ccaug-test-home-")
 
 
 @pytest.fixture(scope="session", autouse=True)

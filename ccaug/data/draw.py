@@ -245,9 +245,10 @@ def show_grid(
 
 
 def render_grid(
-    dataset: Dataset, *, n: int = 16, seed: int = 0, layout_only: bool = False, cols: int | None = None, tile_px: int = 256
+    dataset: Dataset, *, n: int = 16, seed: int = 0, layout_only: bool = False, cols: int | None = None, tile_px: int = 256,
+    bare: bool = False,
 ) -> Image.Image:
-    """The contact sheet of `show_grid`, as an image."""
+    """The contact sheet of `show_grid`, as an image; ``bare=True`` shows the images without their instances."""
     image_ids = sample_image_ids(dataset, n, seed)
     if not image_ids:
         raise ValueError("the data set has no images to show")
@@ -258,7 +259,7 @@ def render_grid(
     tiles, captions = [], []
     for _, row in images.iterrows():
         instances = groups.get(row["image_id"], empty)
-        tiles.append(_render_tile(dataset, row, instances, tile_px, layout_only))
+        tiles.append(_render_tile(dataset, row, empty if bare else instances, tile_px, layout_only))
         captions.append(f"{Path(row['file']).name}: {len(instances)} objects")
     return _compose_grid(tiles, captions, dataset.categories, cols or math.ceil(math.sqrt(len(tiles))), tile_px)
 
@@ -285,6 +286,26 @@ def show_side_by_side(
         draw.text((left + GRID_GAP + 2, 6), title, fill=GRID_TEXT, font=font)
         sheet.paste(grid, (left, title_px))
         left += grid.width + GRID_GAP
+    save_image(out_png, sheet)
+    return Path(out_png)
+
+
+def show_layouts_beside_images(
+    dataset: Dataset, out_png: str | Path, *, n: int = 8, seed: int = 0, cols: int = 2, tile_px: int = 200
+) -> Path:
+    """Each image's layout (its instances on a blank canvas) beside the bare image: what was asked for and
+    what was drawn, for images rendered from layouts."""
+    grids = [
+        render_grid(dataset, n=n, seed=seed, layout_only=True, cols=cols, tile_px=tile_px),
+        render_grid(dataset, n=n, seed=seed, cols=cols, tile_px=tile_px, bare=True),
+    ]
+    font = default_font(18)
+    title_px = font.size + 12
+    sheet = Image.new("RGB", (grids[0].width + grids[1].width + GRID_GAP, title_px + grids[0].height), GRID_BACKGROUND)
+    draw = ImageDraw.Draw(sheet)
+    for left, grid, title in ((0, grids[0], "layouts"), (grids[0].width + GRID_GAP, grids[1], "generated")):
+        draw.text((left + GRID_GAP + 2, 6), title, fill=GRID_TEXT, font=font)
+        sheet.paste(grid, (left, title_px))
     save_image(out_png, sheet)
     return Path(out_png)
 

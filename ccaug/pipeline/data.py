@@ -145,7 +145,7 @@ class GeneratorTrainingData(torch.utils.data.Dataset):
             for axes in variants
         ]
         self._embeddings = np.stack([_embed(embed_text, texts, background_bank) for texts in self._captions])
-        self._layouts = [_keep_largest(layout, self.max_instances) for layout in full]
+        self._layouts = [keep_largest(layout, self.max_instances) for layout in full]
         counts = np.array([len(layout) for layout in full])
         over = counts > self.max_instances
         self.truncated_images = int(over.sum())
@@ -419,7 +419,7 @@ def _check_seed(*values: int) -> None:
         raise ValueError(f"seeds, epochs and layout ids must be non-negative integers, got {list(values)}")
 
 
-def _keep_largest(layout: Layout, max_instances: int) -> Layout:
+def keep_largest(layout: Layout, max_instances: int) -> Layout:
     """The layout with only its `max_instances` largest instances (by area), in their original order."""
     if len(layout) <= max_instances:
         return layout

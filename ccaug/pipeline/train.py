@@ -73,6 +73,7 @@ from ccaug.pipeline.previews import validation_batch, write_sample_grid
 from ccaug.pipeline.run_folder import append_metrics, claim_run_folder, load_or_build_banks, truncate_metrics
 from ccaug.pipeline.text_embedding import HashedCaptionEmbedder
 from ccaug.pipeline.training_config import RUN_FORMAT, TrainingConfig
+from ccaug.workspace import register_generator
 
 
 @dataclass
@@ -106,7 +107,8 @@ def train_generator(
     The train split is used for training and the banks (the whole set when there is no ``train`` split);
     the sample grids show ``val`` layouts (train ones when there is no ``val`` split). `max_steps` overrides
     the config's. ``resume=True`` continues the run in `out` from its checkpoint; without it, a folder
-    holding a run is refused. Launch with ``accelerate launch`` for several GPUs.
+    holding a run is refused. Launch with ``accelerate launch`` for several GPUs. The checkpoint becomes the
+    workspace's default generator for this data set (``ccaug synth --source DATA`` without ``--model``).
     """
     out = Path(out)
     config = training_config
@@ -303,6 +305,8 @@ def train_generator(
 
     accelerator.wait_for_everyone()
     accelerator.end_training()
+    if accelerator.is_main_process:  # `ccaug synth --source <this data>` renders with it by default
+        register_generator(data_path, out / "checkpoint")
     return TrainResult(
         out=out,
         checkpoint=out / "checkpoint",
