@@ -514,6 +514,9 @@ def synth_command(
     verify: Annotated[bool, typer.Option(help="Check every instance with a detector trained on the real data.")] = False,
     verify_policy: Annotated[VerifyPolicy, typer.Option(help="With --verify: drop unfound instances from the labels, or re-render the image with a new seed.")] = VerifyPolicy.drop,
     verify_detector: Annotated[Path | None, typer.Option(help="With --verify: a local .pt detector trained on the real data (default: train one into OUT/verify-detector).")] = None,
+    verify_epochs: Annotated[int, typer.Option(help="With --verify and no --verify-detector: epochs of the detector trained on the real data.")] = 30,
+    verify_imgsz: Annotated[int, typer.Option(help="With --verify: the detector's image size (training and checking).")] = 256,
+    verify_device: Annotated[str, typer.Option(help="With --verify: the detector's device ('cpu', '0').")] = "cpu",
     num_shards: Annotated[int | None, typer.Option(help="Split the job into this many shards (without accelerate launch).")] = None,
     shard_index: Annotated[int | None, typer.Option(help="Which shard this process renders (0-based).")] = None,
     precision: Annotated[str, typer.Option(help="'no' (fp32) or 'bf16' (autocast; on a GPU).")] = "no",
@@ -533,6 +536,7 @@ def synth_command(
     """
     import dataclasses as dc
 
+    from ccaug.detect import DetectorSettings
     from ccaug.pipeline.synth import synthesize
 
     settings = _load_recipe(recipe)
@@ -545,6 +549,7 @@ def synth_command(
         source, n, out, model=model, fmt=fmt.value if fmt else None, seed=seed, settings=synth_settings,
         constraints=settings.constraints, perturb=settings.perturb, num_shards=num_shards, shard_index=shard_index,
         precision=precision, verify_detector=verify_detector,
+        detector_settings=DetectorSettings(epochs=verify_epochs, imgsz=verify_imgsz, device=verify_device),
         log=lambda line: console.print(f"[bold cyan]{line}[/]", highlight=False),
     )  # fmt: skip
     console.print(

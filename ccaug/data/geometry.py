@@ -53,7 +53,9 @@ def polygon_area(polygons: np.ndarray) -> np.ndarray:
 
 def wrap_angle(theta: np.ndarray) -> np.ndarray:
     """Wrap angles (radians) into ``[-pi/2, pi/2)``: a box is unchanged by a half turn."""
-    return np.mod(np.asarray(theta, dtype=np.float64) + np.pi / 2, np.pi) - np.pi / 2
+    wrapped = np.mod(np.asarray(theta, dtype=np.float64) + np.pi / 2, np.pi) - np.pi / 2
+    # mod can return a hair below pi, which the subtraction then rounds up to exactly pi/2
+    return np.where(wrapped >= np.pi / 2, wrapped - np.pi, wrapped)
 
 
 def normalize_le90(boxes: np.ndarray) -> np.ndarray:

@@ -89,8 +89,9 @@ class SynthResult:
     n: int
     done: int
     rendered: int  # by this call (this shard)
-    seconds: float
-    images_per_second: float
+    seconds: float  # the whole call
+    loop_seconds: float  # rendering and writing the images (no plan, banks or final formats)
+    images_per_second: float  # rendered / loop_seconds
     complete: bool
     stopped: bool  # Ctrl-C: stopped after a batch
     per_class: dict[str, int] = dataclasses.field(default_factory=dict)
@@ -181,8 +182,9 @@ def synthesize(
         f"{n - len(done)} to render"
     )
 
-    rendered, stopped, render_seconds = 0, False, 0.0
+    rendered, stopped, loop_seconds = 0, False, 0.0
     if todo:
+        loop_started = time.perf_counter()
         renderer = Renderer(generator_source, settings, categories, banks, seed, precision)
         part = out / PARTS / f"shard-{shard:04d}-of-{shards:04d}.jsonl"
         part.parent.mkdir(parents=True, exist_ok=True)
@@ -202,19 +204,21 @@ def synthesize(
                     manifest.flush()
                     done[entry.id] = record
                     rendered += 1
-                render_seconds += seconds
                 advance(rendered)
                 if stop.is_set():
                     stopped = True
                     log("stopped after the current batch (Ctrl-C); rerun the same command to finish")
                     break
+        loop_seconds = time.perf_counter() - loop_started
 
     result = SynthResult(
         out=out, n=n, done=len(done), rendered=rendered, seconds=time.perf_counter() - started,
-        images_per_second=rendered / render_seconds if render_seconds else 0.0, complete=False, stopped=stopped,
+        loop_seconds=loop_seconds, images_per_second=rendered / loop_seconds if loop_seconds else 0.0,
+        complete=False, stopped=stopped,
     )  # fmt: skip
-    if len(done) >= n:
-        with _folder_lock(out):
+    with _folder_lock(out):  # other shards may have finished meanwhile: the manifest on disk decides
+        result.done = len(read_manifest(out))
+        if result.done >= n:
             finalise(out, plan, categories, source_format, seed, result)
     return result
 
@@ -542,8 +546,12 @@ def _shards(num_shards: int | None, shard_index: int | None) -> tuple[int, int]:
     """``(count, index)``: the flags, else accelerate's processes (one process: one shard)."""
     if num_shards is None and shard_index is None:
         from accelerate import PartialState
+        from accelerate.utils import parse_flag_from_env
 
-        state = PartialState()
+        from ccaug.pipeline.train import refuse_unsynchronised_launch
+
+        state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))  # what Accelerator() reads too
+        refuse_unsynchronised_launch(state)  # processes that each think they are alone would render it all twice
         return state.num_processes, state.process_index
     if num_shards is None or shard_index is None:
         raise ValueError("give --num-shards and --shard-index together")

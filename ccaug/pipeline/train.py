@@ -54,7 +54,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.state import AcceleratorState
+from accelerate.state import AcceleratorState, PartialState
 from accelerate.utils import DistributedDataParallelKwargs
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
@@ -127,7 +127,7 @@ def train_generator(
         project_dir=str(out),
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
     )
-    _refuse_unsynchronised_launch(accelerator)
+    refuse_unsynchronised_launch(accelerator)
     run = {
         "format": RUN_FORMAT,
         "data": str(Path(data_path).resolve()),
@@ -360,7 +360,7 @@ def _process_seed(seed: int, process_index: int) -> int:
     return int(np.random.SeedSequence([seed, process_index]).generate_state(1)[0])
 
 
-def _refuse_unsynchronised_launch(accelerator: Accelerator) -> None:
+def refuse_unsynchronised_launch(accelerator: Accelerator | PartialState) -> None:
     """Several processes that each believe they run alone would train copies and overwrite one run folder.
 
     That happens on CPU when torchrun starts processes but accelerate is not told to use them

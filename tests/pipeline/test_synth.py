@@ -254,3 +254,24 @@ def test_the_registered_generator_is_the_default_and_the_cli_prints_a_summary(ae
     assert len(list((tmp_path / "cli" / "images").glob("*.png"))) == 3
     bad = CliRunner().invoke(app, ["synth", "--source", "nowhere", "--n", "3", "--out", str(tmp_path / "x")])
     assert bad.exit_code == 2 and "nowhere" in bad.output
+
+
+def test_two_processes_under_torch_distributed_write_the_single_process_files(
+    aerial: Path, generator: Path, straight: Path, tmp_path: Path
+) -> None:
+    """What `accelerate launch` does, on CPU: each process renders its shard, one of them writes the rest."""
+    out = tmp_path / "distributed"
+    script = tmp_path / "synth.py"
+    script.write_text(
+        "import torch; torch.set_num_threads(1)\n"
+        "from ccaug.pipeline.synth import synthesize\nfrom ccaug.pipeline.synth_plan import SynthSettings\n"
+        f"synthesize({str(aerial)!r}, 7, {str(out)!r}, model={str(generator)!r}, progress=False,\n"
+        "           settings=SynthSettings(steps=2, batch_size=3, layout_min_instances=1))\n"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1", "PYTHONWARNINGS": "ignore"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(script)]
+    result = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "shard 1/2" in result.stdout and "shard 2/2" in result.stdout
+    assert files_of(out) == files_of(straight)
+    assert manifest(out) == manifest(straight)
