@@ -74,6 +74,16 @@ def manifest(out: Path) -> list[dict]:
     return [{k: v for k, v in json.loads(line).items() if k not in ("time", "seconds", "shard")} for line in lines]
 
 
+def wait_for_first_commit(process: subprocess.Popen, out: Path) -> Path:
+    """Poll until the run in `out` has committed an image (its manifest part has a line); returns the part."""
+    part = out / ".manifest" / "shard-0000-of-0001.jsonl"
+    deadline = time.monotonic() + 300
+    while not (part.is_file() and part.read_text().count("\n") >= 1) and process.poll() is None:
+        assert time.monotonic() < deadline, "the run never committed an image"
+        time.sleep(0.01)
+    return part
+
+
 @pytest.fixture(scope="module")
 def straight(aerial: Path, generator: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One uninterrupted single-process run: the reference the other runs must equal."""
@@ -156,11 +166,7 @@ def test_a_killed_run_resumes_to_exactly_n_images_without_orphans(aerial: Path, 
     # The killed run uses more steps than the others (slower batches, a wider window to kill in); steps are
     # part of the run's settings, so its resume must use them too.
     process = subprocess.Popen([sys.executable, "-W", "ignore", "-c", code], cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    part = out / ".manifest" / "shard-0000-of-0001.jsonl"
-    deadline = time.monotonic() + 300
-    while not (part.is_file() and part.read_text().count("\n") >= 1) and process.poll() is None:
-        assert time.monotonic() < deadline, "the run never committed an image"
-        time.sleep(0.01)
+    part = wait_for_first_commit(process, out)
     process.send_signal(signal.SIGKILL)
     process.wait()
     committed = part.read_text().count("\n")
@@ -275,3 +281,30 @@ def test_two_processes_under_torch_distributed_write_the_single_process_files(
     assert "shard 1/2" in result.stdout and "shard 2/2" in result.stdout
     assert files_of(out) == files_of(straight)
     assert manifest(out) == manifest(straight)
+
+
+def test_ctrl_c_stops_after_the_current_batch_and_a_rerun_finishes(aerial: Path, generator: Path, tmp_path: Path) -> None:
+    out = tmp_path / "interrupted"
+    code = (
+        "import torch; torch.set_num_threads(1)\n"
+        "from ccaug.pipeline.synth import synthesize\nfrom ccaug.pipeline.synth_plan import SynthSettings\n"
+        f"r = synthesize({str(aerial)!r}, 7, {str(out)!r}, model={str(generator)!r}, progress=False,\n"
+        "               settings=SynthSettings(steps=24, batch_size=3, layout_min_instances=1))\n"
+        "print('stopped', r.stopped, 'done', r.done)\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-W", "ignore", "-c", code], cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    part = wait_for_first_commit(process, out)
+    process.send_signal(signal.SIGINT)
+    stdout, _ = process.communicate(timeout=300)
+    assert process.returncode == 0
+    assert "stopped after the current batch" in stdout and "stopped True" in stdout
+    committed = part.read_text().count("\n")
+    assert committed in (3, 6)  # whole batches of 3, never a part of one
+    resumed = synthesize(
+        aerial, 7, out, model=generator, progress=False, log=lambda line: None,
+        settings=SynthSettings(steps=24, batch_size=3, layout_min_instances=1),
+    )  # fmt: skip
+    assert resumed.complete and resumed.rendered == 7 - committed
