@@ -308,3 +308,25 @@ def test_ctrl_c_stops_after_the_current_batch_and_a_rerun_finishes(aerial: Path,
         settings=SynthSettings(steps=24, batch_size=3, layout_min_instances=1),
     )  # fmt: skip
     assert resumed.complete and resumed.rendered == 7 - committed
+
+
+def test_a_full_disk_loses_only_the_image_being_written(aerial: Path, generator: Path, straight: Path, tmp_path: Path, monkeypatch) -> None:
+    out = tmp_path / "full-disk"
+    real_save = synth_module.save_image
+    saved = []
+
+    def fail_on_the_fifth(path, image, **options):
+        if len(saved) == 4:
+            raise OSError(28, "No space left on device")
+        real_save(path, image, **options)
+        saved.append(path)
+
+    monkeypatch.setattr(synth_module, "save_image", fail_on_the_fifth)
+    with pytest.raises(OSError, match="No space"):
+        run(aerial, generator, out)
+    assert len(synth_module.read_manifest(out)) == 4  # the four written images are committed
+    assert not list((out / "images").glob(".*"))  # no temporary file is left behind
+    monkeypatch.setattr(synth_module, "save_image", real_save)
+    resumed = run(aerial, generator, out)
+    assert resumed.complete and resumed.rendered == 3
+    assert files_of(out) == files_of(straight)
