@@ -182,34 +182,14 @@ def synthesize(
         f"{n - len(done)} to render"
     )
 
-    rendered, stopped, loop_seconds = 0, False, 0.0
+    rendered, stopped, loop_started = 0, False, time.perf_counter()
     if todo:
-        loop_started = time.perf_counter()
         renderer = Renderer(generator_source, settings, categories, banks, seed, precision)
-        part = out / PARTS / f"shard-{shard:04d}-of-{shards:04d}.jsonl"
-        part.parent.mkdir(parents=True, exist_ok=True)
-        with part.open("a", encoding="utf-8") as manifest, _stop_after_batch() as stop, _progress(
-            progress, sum(map(len, todo)), f"synth {shard + 1}/{shards}" if shards > 1 else "synth"
-        ) as advance:
-            for batch in todo:
-                batch_started = time.perf_counter()
-                entries = [plan[k] for k in batch]
-                images, outcomes = renderer.render(entries, verifier)
-                seconds = time.perf_counter() - batch_started
-                for entry, image, outcome in zip(entries, images, outcomes):
-                    if entry.id in done:
-                        continue  # rendered again only to keep the batch as it was
-                    record = _commit(out, entry, image, outcome, renderer, seconds / len(batch), shard, categories)
-                    manifest.write(json.dumps(record) + "\n")
-                    manifest.flush()
-                    done[entry.id] = record
-                    rendered += 1
-                advance(rendered)
-                if stop.is_set():
-                    stopped = True
-                    log("stopped after the current batch (Ctrl-C); rerun the same command to finish")
-                    break
-        loop_seconds = time.perf_counter() - loop_started
+        title = f"synth {shard + 1}/{shards}" if shards > 1 else "synth"
+        rendered, stopped = _render_batches(out, plan, todo, done, renderer, verifier, shard, shards, title, progress)
+        if stopped:
+            log("stopped after the current batch (Ctrl-C); rerun the same command to finish")
+    loop_seconds = time.perf_counter() - loop_started if todo else 0.0
 
     result = SynthResult(
         out=out, n=n, done=len(done), rendered=rendered, seconds=time.perf_counter() - started,
@@ -221,6 +201,41 @@ def synthesize(
         if result.done >= n:
             finalise(out, plan, categories, source_format, seed, result)
     return result
+
+
+def _render_batches(
+    out: Path, plan: list[PlannedLayout], todo: list[list[int]], done: dict[int, dict], renderer: Renderer,
+    verifier, shard: int, shards: int, title: str, progress: bool,
+) -> tuple[int, bool]:  # fmt: skip
+    """Render and commit the batches of layout ids in `todo` (updating `done`): ``(images rendered, stopped)``.
+
+    A batch is rendered whole even when some of its images are committed already, so that every image comes
+    from the same batch as in an uninterrupted run; only the missing ones are written.
+    """
+    rendered = 0
+    part = out / PARTS / f"shard-{shard:04d}-of-{shards:04d}.jsonl"
+    part.parent.mkdir(parents=True, exist_ok=True)
+    total = sum(k not in done for batch in todo for k in batch)
+    with part.open("a", encoding="utf-8") as manifest, _stop_after_batch() as stop, _progress(
+        progress, total, title
+    ) as advance:
+        for batch in todo:
+            started = time.perf_counter()
+            entries = [plan[k] for k in batch]
+            images, outcomes = renderer.render(entries, verifier)
+            seconds = (time.perf_counter() - started) / len(batch)
+            for entry, image, outcome in zip(entries, images, outcomes):
+                if entry.id in done:
+                    continue
+                record = _commit(out, entry, image, outcome, renderer, seconds, shard)
+                manifest.write(json.dumps(record) + "\n")
+                manifest.flush()
+                done[entry.id] = record
+                rendered += 1
+            advance(rendered)
+            if stop.is_set():
+                return rendered, True
+    return rendered, False
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -458,13 +473,14 @@ def remove_uncommitted(out: Path, ids: list[int]) -> None:
                 path.unlink()
 
 
-def _commit(out: Path, entry: PlannedLayout, image: np.ndarray, outcome, renderer: Renderer, seconds: float,
-            shard: int, categories: list[str]) -> dict[str, Any]:  # fmt: skip
+def _commit(
+    out: Path, entry: PlannedLayout, image: np.ndarray, outcome: dict, renderer: Renderer, seconds: float, shard: int
+) -> dict[str, Any]:
     """Write an image's labels, then the image; returns its manifest line (written last, by the caller)."""
     stem = STEM.format(entry.id)
     found = outcome["found"]
     polygons = scaled_polygons(entry.layout, renderer.size)[found]
-    names = [categories[label] for label in entry.layout.labels[found]]
+    names = [renderer.categories[label] for label in entry.layout.labels[found]]
     write_text(out / "labelTxt" / f"{stem}.txt", format_label_file(polygons, names))
     save_image(out / "images" / f"{stem}.png", image)
     record = {
