@@ -330,3 +330,13 @@ def test_a_full_disk_loses_only_the_image_being_written(aerial: Path, generator:
     resumed = run(aerial, generator, out)
     assert resumed.complete and resumed.rendered == 3
     assert files_of(out) == files_of(straight)
+
+
+def test_bf16_autocast_runs_through_the_pipeline(aerial: Path, generator: Path, tmp_path: Path) -> None:
+    """--precision bf16 (meant for GPUs) runs the same pipeline under autocast; on CPU it is checked to run."""
+    result = run(aerial, generator, tmp_path / "bf16", n=3, precision="bf16")
+    assert result.complete
+    assert len(read_dataset(tmp_path / "bf16", "dota")) == 3
+    assert all(line["sampler"]["precision"] == "bf16" for line in manifest(tmp_path / "bf16"))
+    with pytest.raises(ValueError, match="--precision"):
+        run(aerial, generator, tmp_path / "fp8", precision="fp8")
