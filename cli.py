@@ -350,7 +350,7 @@ def _load_recipe(recipe: str | None):
 @friendly_errors
 def train_generator_command(
     recipe: Annotated[str, typer.Option(help="Recipe name (recipes/NAME.yaml) or file with 'generator' and 'training' sections.")],
-    data: Annotated[Path, typer.Option(help="Data set folder to train on (its train split; val layouts for the sample grids).")],
+    data: Annotated[str, typer.Option(help="Data set to train on: a folder, a registered name or 'aerial' (its train split; val layouts for the sample grids).")],
     out: Annotated[Path, typer.Option(help="Run folder: checkpoint/, metrics.jsonl, samples/, banks/, run.json.")],
     fmt: OptionalFormat = None,
     max_steps: Annotated[int | None, typer.Option(help="Optimizer steps (overrides the recipe's training.max_steps).")] = None,

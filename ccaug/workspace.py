@@ -68,7 +68,7 @@ def embedded_aerial(progress: bool = True) -> Path:
     return folder
 
 
-def resolve_source(source: str | Path, fmt: str | None = None) -> tuple[Path, str]:
+def resolve_source(source: str | Path, fmt: str | None = None, *, render: bool = True) -> tuple[Path, str]:
     """``(folder, format)`` of a data set given as a path or as a registered name.
 
     A path that exists wins over a registered name, and a registered name over the embedded data set
@@ -82,8 +82,8 @@ def resolve_source(source: str | Path, fmt: str | None = None) -> tuple[Path, st
     if isinstance(source, str) and _NAME.match(source) and source in registered_datasets():
         folder, registered_format = lookup_dataset(source)
         return folder, fmt or registered_format
-    if source == EMBEDDED:
-        return embedded_aerial(), "dota"
+    if source == EMBEDDED:  # render=False: only its folder (e.g. to check something before rendering it)
+        return (embedded_aerial() if render else workspace_dir() / "datasets" / EMBEDDED), "dota"
     raise FileNotFoundError(
         f"{source}: neither a data set folder nor a name registered in the workspace {workspace_dir()} "
         f"(known: {', '.join(sorted(registered_datasets())) or 'none yet'})"

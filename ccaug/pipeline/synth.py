@@ -129,8 +129,9 @@ def synthesize(
     out = Path(out)
     if precision not in ("no", "bf16"):
         raise ValueError(f"--precision must be 'no' or 'bf16', not {precision!r}")
+    source_folder, _ = resolve_source(source, fmt, render=False)
+    generator_source = find_generator(model, source_folder, str(source))  # before rendering the embedded set
     source_folder, source_format = resolve_source(source, fmt)
-    generator_source = find_generator(model, source_folder, str(source))
     dataset = read_layout_dataset(source_folder, source_format)
     train_set = dataset.split("train") if "train" in dataset.splits else dataset
     categories = check_classes(train_set, generator_source, source_folder)

@@ -73,7 +73,7 @@ from ccaug.pipeline.previews import validation_batch, write_sample_grid
 from ccaug.pipeline.run_folder import append_metrics, claim_run_folder, load_or_build_banks, truncate_metrics
 from ccaug.pipeline.text_embedding import HashedCaptionEmbedder
 from ccaug.pipeline.training_config import RUN_FORMAT, TrainingConfig
-from ccaug.workspace import register_generator
+from ccaug.workspace import register_generator, resolve_source
 
 
 @dataclass
@@ -102,7 +102,8 @@ def train_generator(
     max_steps: int | None = None,
     progress: bool = True,
 ) -> TrainResult:
-    """Train a CC-Diff generator on the data set at `data_path` (format `fmt`, detected when None) into `out`.
+    """Train a CC-Diff generator on the data set `data_path` (a folder, a registered name or ``aerial``; format
+    `fmt`, detected when None) into `out`.
 
     The train split is used for training and the banks (the whole set when there is no ``train`` split);
     the sample grids show ``val`` layouts (train ones when there is no ``val`` split). `max_steps` overrides
@@ -111,6 +112,7 @@ def train_generator(
     workspace's default generator for this data set (``ccaug synth --source DATA`` without ``--model``).
     """
     out = Path(out)
+    data_path, data_format = resolve_source(data_path, fmt)  # a folder, a registered name or "aerial"
     config = training_config
     if max_steps is not None:
         config = dataclasses.replace(config, max_steps=max_steps)
@@ -143,7 +145,7 @@ def train_generator(
         write_json(out / "run.json", run, indent=2)
 
     # ---------------------------------------------------------------------------------------- data
-    dataset = read_layout_dataset(data_path, fmt)
+    dataset = read_layout_dataset(data_path, data_format)
     train_set = dataset.split("train") if "train" in dataset.splits else dataset
     val_set = dataset.split("val") if "val" in dataset.splits else train_set
     check_training_categories(train_set, generator_config.categories)  # before any bank is built
