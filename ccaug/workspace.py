@@ -58,11 +58,15 @@ def lookup_dataset(name: str) -> tuple[Path, str]:
     return Path(entry["path"]), entry["format"]
 
 
+def _embedded_folder() -> Path:
+    return workspace_dir() / "datasets" / EMBEDDED
+
+
 def embedded_aerial(progress: bool = True) -> Path:
     """The embedded aerial data set (300 images of 256 px, seed 0) in the workspace, rendered on first use."""
     from ccaug.datasets import make_aerial
 
-    folder = workspace_dir() / "datasets" / EMBEDDED
+    folder = _embedded_folder()
     if not (folder / "scenes.json").is_file():  # make_aerial writes it last
         make_aerial(folder, n=300, size=256, seed=0, progress=progress)
     return folder
@@ -83,7 +87,7 @@ def resolve_source(source: str | Path, fmt: str | None = None, *, render: bool =
         folder, registered_format = lookup_dataset(source)
         return folder, fmt or registered_format
     if source == EMBEDDED:  # render=False: only its folder (e.g. to check something before rendering it)
-        return (embedded_aerial() if render else workspace_dir() / "datasets" / EMBEDDED), "dota"
+        return (embedded_aerial() if render else _embedded_folder()), "dota"
     raise FileNotFoundError(
         f"{source}: neither a data set folder nor a name registered in the workspace {workspace_dir()} "
         f"(known: {', '.join(sorted(registered_datasets())) or 'none yet'})"
@@ -106,20 +110,22 @@ def source_key(folder: str | Path) -> str:
 def register_generator(source_folder: str | Path, checkpoint: str | Path) -> None:
     """Make `checkpoint` (a folder with config.json and model.safetensors) the default generator for the data
     set in `source_folder`; the newest registration wins."""
-    path = _generators_path()
-    registry = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    registry = _read_generators()
     registry[source_key(source_folder)] = str(Path(checkpoint).resolve())
-    write_json(path, registry, indent=2)
+    write_json(_generators_path(), registry, indent=2)
 
 
 def registered_generator(source_folder: str | Path) -> Path | None:
     """The checkpoint registered for the data set in `source_folder`, or None."""
+    entry = _read_generators().get(source_key(source_folder))
+    return Path(entry) if entry else None
+
+
+def _read_generators() -> dict[str, str]:
     path = _generators_path()
     if not path.is_file():
-        return None
+        return {}
     try:
-        registry = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
         raise ValueError(f"{path}: the generator registry is not valid JSON ({error}); fix or delete it") from error
-    entry = registry.get(source_key(source_folder))
-    return Path(entry) if entry else None
