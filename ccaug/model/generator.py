@@ -355,7 +355,7 @@ class CCDiffGenerator(nn.Module):
     ) -> CCDiffGenerator:
         """The generator saved in `folder` (on the CPU). `variant`, when given, must be the saved one;
         the paths replace the saved ones (models moved since)."""
-        document = _read_config(folder)
+        document = read_saved_config(folder)
         config = GeneratorConfig.from_dict(document["config"])
         if variant is not None and variant != config.variant:
             raise ValueError(f"{folder} holds a {config.variant!r} generator, not {variant!r}")
@@ -369,7 +369,7 @@ class CCDiffGenerator(nn.Module):
     def load_weights(self, folder: str | Path) -> None:
         """Load the weights of the checkpoint in `folder` into this generator, refusing another variant,
         backbone or category list, and any missing, unexpected or reshaped tensor (listed)."""
-        document = _read_config(folder)
+        document = read_saved_config(folder)
         saved = document["config"]
         problems = [
             f"{name} is {saved.get(name)!r} there, {mine!r} here"
@@ -409,7 +409,7 @@ def _dtype_of(module: nn.Module) -> torch.dtype:
     return next(module.parameters()).dtype
 
 
-def _read_config(folder: str | Path) -> dict[str, Any]:
+def read_saved_config(folder: str | Path) -> dict[str, Any]:
     path = Path(folder) / CONFIG_NAME
     if not path.is_file():
         raise FileNotFoundError(f"{folder} is not a saved generator: it has no {CONFIG_NAME}")

@@ -52,6 +52,7 @@ from ccaug.fileio import save_image, write_json, write_text
 from ccaug.layouts.constraints import LayoutConstraints
 from ccaug.layouts.layout import CAPTIONS_FILE, read_layout_dataset
 from ccaug.layouts.perturb import PerturbConfig
+from ccaug.model.generator import read_saved_config
 from ccaug.model.generator_config import GeneratorConfig
 from ccaug.pipeline.synth_plan import (
     STREAM_REFERENCES,
@@ -265,8 +266,7 @@ def find_generator(model: str | Path | None, source_folder: Path, source_name: s
             f"--model {checkpoint}: not a generator (expected config.json and model.safetensors, or a "
             "train-generator run folder holding checkpoint/)"
         )
-    document = json.loads((checkpoint / "config.json").read_text(encoding="utf-8"))
-    config = GeneratorConfig.from_dict(document["config"])
+    config = GeneratorConfig.from_dict(read_saved_config(checkpoint)["config"])  # checks format and version
     run_file = checkpoint.parent / "run.json"
     guidance = 7.5
     if run_file.is_file():
