@@ -13,7 +13,7 @@ Equivalent CLI commands (what this script runs):
   ccaug train-detector --real aerial/ --out headroom/scarce --real-n 50 --augment copy-paste --mix 0.5 \
       --epoch-images 240 --epochs 30 --seeds 3
 
-Usage: python benchmarks/detector_headroom.py --out /tmp/headroom [--epochs 30] [--only full|scarce]
+Usage: python benchmarks/detector_headroom.py --out /tmp/headroom [--epochs 30] [--only full|scarce] [--real-only]
        python benchmarks/detector_headroom.py --out /tmp/headroom --plot docs/detector-headroom.png
        (--plot draws the finished runs' validation curves and prints their table, without training)
 """
@@ -41,6 +41,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--scarce-n", type=int, default=50)
     parser.add_argument("--only", choices=("full", "scarce"))
+    parser.add_argument("--real-only", action="store_true", help="Skip the copy-paste arm (the headroom question only).")
     parser.add_argument("--plot", type=Path, help="Only draw the finished runs' validation curves into this PNG.")
     args = parser.parse_args()
     if args.plot:
@@ -54,7 +55,7 @@ def main() -> None:
         "full": TrainabilityConfig(real=str(data), real_format="dota", seeds=args.seeds, detector=detector),
         "scarce": TrainabilityConfig(
             real=str(data), real_format="dota", seeds=args.seeds, detector=detector, real_n=args.scarce_n,
-            augment=("copy-paste",), mix=0.5, epoch_images=240,
+            augment=() if args.real_only else ("copy-paste",), mix=0.5, epoch_images=240,
         ),
     }  # fmt: skip
     for name, config in experiments.items():

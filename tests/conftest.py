@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -15,12 +17,21 @@ from PIL import Image
 from ccaug.data.dataset import Dataset
 from ccaug.data.geometry import POLY_COLUMNS, le90_to_polygon
 
+
+def _throw_away_folder(prefix: str) -> str:
+    """A temp folder that is removed when this (pytest or xdist worker) process exits."""
+    folder = tempfile.mkdtemp(prefix=prefix)
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
+
+
 # Before anything imports Ultralytics: offline, no pip installs, settings in a throw-away folder (not ~).
 os.environ["YOLO_OFFLINE"] = "1"
 os.environ["YOLO_AUTOINSTALL"] = "0"
-os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="ccaug-test-ultralytics-"))
+if "YOLO_CONFIG_DIR" not in os.environ:
+    os.environ["YOLO_CONFIG_DIR"] = _throw_away_folder("ccaug-test-ultralytics-")
 # The workspace (registered data sets and generators) of the tests, never the user's ~/.ccaug.
-os.environ["CCAUG_HOME"] = tempfile.mkdtemp(prefix="ccaug-test-home-")
+os.environ["CCAUG_HOME"] = _throw_away_folder("ccaug-test-home-")
 
 
 @pytest.fixture(scope="session", autouse=True)

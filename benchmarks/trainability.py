@@ -1,0 +1,211 @@
+"""The trainability experiment of issue 8, point 2: do CC-Diff synthetic images buy mAP on scarce real data?
+
+Main experiment, on the embedded aerial set (240 train / 60 val real images): 50 real training images,
+real-only vs + CC-Diff synthetic vs + copy-paste, both at mix 0.5, every arm with the same budget
+(--epochs x 240 images seen), YOLOv8n from its YAML, 3 seeds, once with horizontal boxes (detect) and once
+with oriented boxes (obb). Then the sweep (--sweep) asks what moves the gain, one change at a time against
+the main HBB experiment: the layout source (sample / perturb only), the mix ratio, the number of synthetic
+images drawn from, verification (re-render until the instances are found) and the guidance scale.
+
+Every variant is an ordinary ``ccaug synth`` folder plus an ordinary ``ccaug train-detector`` experiment,
+so each row of the table can be reproduced with the CLI alone, for example the main HBB row:
+
+  ccaug synth --source aerial --n 240 --out OUT/synth/main --layouts mix --seed 0
+  ccaug train-detector --real aerial --synthetic OUT/synth/main --mix 0.5 --real-n 50 --augment copy-paste \
+      --epoch-images 240 --epochs 30 --seeds 3 --out OUT/detect/main
+
+The real-only runs of a seed do not depend on the synthetic set (same 50 images, budget and seed), so the
+sweep's experiments reuse the main experiment's finished baseline runs instead of training them again.
+Everything is resumable: rerun the same command after an interruption.
+
+Usage:
+  python benchmarks/trainability.py --out /tmp/trainability [--model GEN_DIR] [--epochs 30] [--device 0]
+  python benchmarks/trainability.py --out /tmp/trainability --sweep          # main + the sweep
+  python benchmarks/trainability.py --out /tmp/trainability --table          # print the tables only
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ccaug.data.formats import read_dataset, write_dataset
+from ccaug.detect import DetectorSettings, TrainabilityConfig, run_trainability
+from ccaug.detect.experiment import BASELINE
+from ccaug.pipeline.synth import synthesize
+from ccaug.pipeline.synth_plan import SynthSettings
+
+REAL_N = 50
+EPOCH_IMAGES = 240  # the full train split: the 50-image arms repeat images to see as many per epoch
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of the sweep: the synthetic folder it trains on and the experiment's settings."""
+
+    name: str
+    synth: str  # name of the synthetic folder under OUT/synth
+    mix: float = 0.5
+    task: str = "detect"
+    copy_paste: bool = False
+
+
+MAIN = [Variant("main", "main", task="detect", copy_paste=True), Variant("main-obb", "main", task="obb", copy_paste=True)]
+SWEEP = [
+    Variant("layouts-sample", "layouts-sample"),
+    Variant("layouts-perturb", "layouts-perturb"),
+    Variant("mix-0.25", "main", mix=0.25),
+    Variant("mix-0.75", "main", mix=0.75),
+    Variant("n-50", "n-50"),
+    Variant("verify-rerender", "verify-rerender"),
+    Variant("guidance-1.5", "guidance-1.5"),
+    Variant("guidance-6", "guidance-6"),
+]
+
+
+def synth_settings(name: str) -> SynthSettings:
+    """The synthesis of each synthetic folder: the main one (mixed layouts, the generator's own guidance) or
+    one change to it."""
+    main = SynthSettings(layouts="mix", mix={"sample": 0.5, "perturb": 0.5})
+    changes = {
+        "main": {},
+        "layouts-sample": {"layouts": "sample"},
+        "layouts-perturb": {"layouts": "perturb"},
+        "verify-rerender": {"verify": "rerender"},
+        "guidance-1.5": {"guidance_scale": 1.5},
+        "guidance-6": {"guidance_scale": 6.0},
+    }
+    return dataclasses.replace(main, **changes[name])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--model", help="Generator checkpoint (default: the one shipped for 'aerial').")
+    parser.add_argument("--n-synthetic", type=int, default=240, help="Synthetic images rendered per folder.")
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--imgsz", type=int, default=256)
+    parser.add_argument("--device", default="cpu", help="Ultralytics device: cpu, 0, or 0,1 (DDP).")
+    parser.add_argument("--synth-batch", type=int, default=32)
+    parser.add_argument("--sweep", action="store_true", help="Also run the sweep (HBB only).")
+    parser.add_argument("--table", action="store_true", help="Only print the tables of the finished experiments.")
+    args = parser.parse_args()
+
+    variants = MAIN + (SWEEP if args.sweep else [])
+    if not args.table:
+        started = time.perf_counter()
+        for variant in variants:
+            make_synthetic(variant.synth, args)
+            run_variant(variant, args)
+        print(f"all experiments done in {(time.perf_counter() - started) / 60:.1f} min")
+    print_tables(args.out, MAIN + SWEEP)
+
+
+# --------------------------------------------------------------------------------------------------------
+# synthetic folders
+
+
+def make_synthetic(name: str, args: argparse.Namespace) -> Path:
+    """Render (or resume) the synthetic folder `name`; ``n-50`` is the first 50 images of ``main``."""
+    folder = args.out / "synth" / name
+    if name == "n-50":
+        return first_images_of(make_synthetic("main", args), folder, 50)
+    settings = dataclasses.replace(synth_settings(name), batch_size=args.synth_batch)
+    detector = DetectorSettings(epochs=args.epochs, imgsz=args.imgsz, device=args.device)
+    result = synthesize(
+        "aerial", args.n_synthetic, folder, model=args.model, seed=0, settings=settings,
+        precision="bf16" if args.device != "cpu" else "no", detector_settings=detector,
+    )  # fmt: skip
+    if not result.complete:
+        raise SystemExit(f"{folder}: synthesis stopped at {result.done} of {result.n} images; rerun to finish")
+    return folder
+
+
+def first_images_of(source: Path, folder: Path, n: int) -> Path:
+    """The first `n` images of a finished synth folder, as a DOTA set (a layout's place in the plan does
+    not depend on --n, so these are the images ``ccaug synth --n 50`` would render)."""
+    if (folder / "done").is_file():
+        return folder
+    dataset = read_dataset(source, "dota")
+    ids = sorted(dataset.images["image_id"].tolist())[:n]
+    shutil.rmtree(folder, ignore_errors=True)
+    write_dataset(dataset.subset(ids), folder, "dota")
+    (folder / "done").write_text("")
+    return folder
+
+
+# --------------------------------------------------------------------------------------------------------
+# experiments
+
+
+def experiment_config(variant: Variant, args: argparse.Namespace) -> TrainabilityConfig:
+    detector = DetectorSettings(task=variant.task, epochs=args.epochs, imgsz=args.imgsz, device=args.device)
+    return TrainabilityConfig(
+        real="aerial", real_format="dota", synthetic=str(args.out / "synth" / variant.synth),
+        synthetic_format="dota", mix=variant.mix, real_n=REAL_N, epoch_images=EPOCH_IMAGES,
+        augment=("copy-paste",) if variant.copy_paste else (), seeds=args.seeds, detector=detector,
+    )  # fmt: skip
+
+
+def run_variant(variant: Variant, args: argparse.Namespace) -> dict:
+    folder = args.out / "detect" / variant.name
+    if variant.task == "detect" and variant.name != "main":
+        reuse_baseline(args.out / "detect" / "main", folder, args.seeds)
+    started = time.perf_counter()
+    report = run_trainability(experiment_config(variant, args), folder)
+    print(f"{variant.name}: {time.perf_counter() - started:.0f} s")
+    return report
+
+
+def reuse_baseline(main: Path, folder: Path, seeds: int) -> None:
+    """Copy the main experiment's finished real-only results: run_trainability skips a run whose
+    result.json exists, and the baseline of a seed is the same run in every HBB experiment."""
+    for seed in range(seeds):
+        source = main / "runs" / BASELINE / f"seed{seed}" / "result.json"
+        target = folder / "runs" / BASELINE / f"seed{seed}" / "result.json"
+        if source.is_file() and not target.is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+
+
+# --------------------------------------------------------------------------------------------------------
+# tables
+
+
+def print_tables(out: Path, variants: list[Variant]) -> None:
+    """One Markdown table per finished experiment group, ready for BENCHMARKS.md."""
+    print("\n| experiment | arm | seeds | mAP50 | mAP50-95 | gain mAP50 (paired) | gain mAP50-95 (paired) |")
+    print("|---|---|---|---|---|---|---|")
+    for variant in variants:
+        report_file = out / "detect" / variant.name / "report.json"
+        if not report_file.is_file():
+            continue
+        report = json.loads(report_file.read_text())
+        for arm, entry in report["arms"].items():
+            if arm == BASELINE and variant.name not in ("main", "main-obb"):
+                continue  # the sweep's baseline is the main one
+            print(
+                f"| {variant.name} ({variant.task}) | {arm} | {len(entry['seeds'])} | {score(entry['map50'])} | "
+                f"{score(entry['map50_95'])} | {gain(entry.get('gain_map50'))} | {gain(entry.get('gain_map50_95'))} |"
+            )
+
+
+def score(summary: dict) -> str:
+    return f"{summary['mean']:.3f} ± {summary['std']:.3f}"
+
+
+def gain(entry: dict | None) -> str:
+    if entry is None:
+        return "—"
+    p_value = "" if entry.get("p_value") is None else f", p={entry['p_value']:.2f}"
+    return f"{entry['mean']:+.3f} ± {entry['std']:.3f}{p_value}"
+
+
+if __name__ == "__main__":
+    main()
