@@ -42,6 +42,7 @@ def main() -> None:
     parser.add_argument("--scarce-n", type=int, default=50)
     parser.add_argument("--only", choices=("full", "scarce"))
     parser.add_argument("--real-only", action="store_true", help="Skip the copy-paste arm (the headroom question only).")
+    parser.add_argument("--device", default="cpu", help="Ultralytics device: cpu, 0, or 0,1 (its own DDP).")
     parser.add_argument("--plot", type=Path, help="Only draw the finished runs' validation curves into this PNG.")
     args = parser.parse_args()
     if args.plot:
@@ -50,7 +51,8 @@ def main() -> None:
     data = args.out / "aerial"
     if not (data / "scenes.json").is_file():
         make_aerial(data, n=300, seed=0)
-    detector = DetectorSettings(epochs=args.epochs, imgsz=256, batch=16, workers=2)
+    workers = 2 if args.device == "cpu" else 8  # Ultralytics uses no loader workers on a CPU anyway
+    detector = DetectorSettings(epochs=args.epochs, imgsz=256, batch=16, workers=workers, device=args.device)
     experiments = {
         "full": TrainabilityConfig(real=str(data), real_format="dota", seeds=args.seeds, detector=detector),
         "scarce": TrainabilityConfig(
