@@ -577,21 +577,26 @@ def _split_list(values: list[str] | None) -> list[str]:
 @app.command("demo")
 @friendly_errors
 def demo_command(
-    out: Annotated[Path, typer.Option(help="Folder for everything the demo writes.")] = Path("ccaug-demo"),
+    out: Annotated[Path, typer.Option(help="Folder for everything the demo writes; a rerun reuses finished work.")] = Path("ccaug-demo"),
+    model: Annotated[Path | None, typer.Option(help="Generator: a train-generator run folder or its checkpoint/ (default: the one shipped in the package, if any).")] = None,
     seed: Annotated[int, typer.Option(help="Seed for every random choice.")] = 0,
     quick: Annotated[bool, typer.Option(help="A much smaller budget (used by the tests).")] = False,
 ) -> None:
-    """The whole job on the embedded aerial data set, end to end.
+    """The whole job on the embedded aerial data set, end to end, within 20 minutes on a 2-core CPU.
 
-    Renders the data set, tiles large scenes, prints statistics and draws a preview grid.
+    Renders the data set, tiles large scenes, prints statistics and draws preview grids, fits and samples
+    layouts, synthesises images with the generator, trains detectors on 50 real images (real only,
+    + synthetic, + copy-paste; same budget) and prints the report table. Without a generator the synthesis
+    is skipped and the other two detectors still train.
 
-    [bold]Example[/]
+    [bold]Examples[/]
 
       ccaug demo --out ccaug-demo/
+      ccaug demo --out ccaug-demo/ --model runs/gen/
     """
     from ccaug.demo import run_demo
 
-    run_demo(out, seed=seed, quick=quick, console=console)
+    run_demo(out, seed=seed, quick=quick, model=model, console=console)
 
 
 def main() -> None:

@@ -102,16 +102,6 @@ def test_unknown_source_folder_is_a_clear_error(tmp_path):
     assert "nope" in result.output
 
 
-def test_demo_quick_runs_the_data_steps_end_to_end(tmp_path):
-    result = invoke("demo", "--quick", "--out", tmp_path / "demo")
-    assert result.exit_code == 0, result.output
-    assert (tmp_path / "demo" / "aerial-grid.png").is_file()
-    assert (tmp_path / "demo" / "aerial-tiles-grid.png").is_file()
-    assert len(read_dataset(tmp_path / "demo" / "aerial-tiles", "dota")) > 0
-    assert len(read_layouts(tmp_path / "demo" / "layouts")[0]) == 12
-    assert (tmp_path / "demo" / "layout-compare" / "side_by_side.png").is_file()
-
-
 def test_tile_takes_its_settings_from_a_recipe_and_options_override_it(aerial, tmp_path):
     recipe = tmp_path / "small.yaml"
     recipe.write_text("tiling:\n  size: 128\n  overlap: 100\n  keep_empty: true\n")

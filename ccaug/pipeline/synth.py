@@ -245,18 +245,22 @@ def _render_batches(
 
 
 def find_generator(model: str | Path | None, source_folder: Path, source_name: str) -> GeneratorSource:
-    """The generator to render with: `model` (a checkpoint or a run folder), else the source's registered one."""
-    from ccaug.workspace import registered_generator
+    """The generator to render with: `model` (a checkpoint or a run folder), else the source's registered one,
+    else (for the embedded ``aerial`` set only) the generator shipped in the package."""
+    from ccaug.datasets.aerial.shipped import SHIPPED_ID, shipped_generator
+    from ccaug.workspace import EMBEDDED, registered_generator
 
     if model is None:
         checkpoint = registered_generator(source_folder)
+        model_id = str(checkpoint)
+        if checkpoint is None and source_name == EMBEDDED:
+            checkpoint, model_id = shipped_generator(), SHIPPED_ID
         if checkpoint is None:
             raise FileNotFoundError(
                 f"no generator is registered for the source {source_name!r} ({source_folder}); train one with "
                 f"`ccaug train-generator --recipe tiny-aerial --data {source_name} --out runs/generator/` (it "
                 "becomes this source's default) or name one with --model GEN_DIR"
             )
-        model_id = str(checkpoint)
     else:
         checkpoint, model_id = Path(model), str(model)
         if (checkpoint / "checkpoint" / "config.json").is_file():
@@ -267,11 +271,22 @@ def find_generator(model: str | Path | None, source_folder: Path, source_name: s
             "train-generator run folder holding checkpoint/)"
         )
     config = GeneratorConfig.from_dict(read_saved_config(checkpoint)["config"])  # checks format and version
+    return GeneratorSource(checkpoint, model_id, _model_hash(checkpoint), config, default_guidance(checkpoint))
+
+
+def default_guidance(checkpoint: Path) -> float:
+    """The guidance a generator was previewed with, the default for synth: the ``sampling.json`` in its
+    folder (a shipped or exported generator has no run around it), else its training run's ``run.json``
+    beside the checkpoint, else 7.5 (Stable Diffusion's usual value)."""
+    from ccaug.datasets.aerial.shipped import read_sampling_defaults
+
+    defaults = read_sampling_defaults(checkpoint)
+    if defaults is not None:
+        return defaults.guidance_scale
     run_file = checkpoint.parent / "run.json"
-    guidance = 7.5
     if run_file.is_file():
-        guidance = float(json.loads(run_file.read_text()).get("training", {}).get("guidance_scale", guidance))
-    return GeneratorSource(checkpoint, model_id, _model_hash(checkpoint), config, guidance)
+        return float(json.loads(run_file.read_text()).get("training", {}).get("guidance_scale", 7.5))
+    return 7.5
 
 
 def _model_hash(checkpoint: Path) -> str:
