@@ -64,7 +64,7 @@ from ccaug.datasets.aerial.shipped import (
     write_sampling_defaults,
 )
 from ccaug.detect import DetectorSettings
-from ccaug.fileio import atomic_path, copy_file, save_image, write_json, write_text
+from ccaug.fileio import atomic_path, copy_file, save_image, swap_in_folder, write_json, write_text
 from ccaug.metrics.yoloscore import yolo_score
 from ccaug.pipeline.synth import find_generator, synthesize
 from ccaug.recipes import Recipe, load_recipe
@@ -232,12 +232,7 @@ def export_generator(
         copy_file(checkpoint / name, staging / name)
     defaults = SamplingDefaults(guidance_scale, scheduler, steps, provenance(run, recipe))
     write_sampling_defaults(staging, defaults)
-    old = ship_to.with_name(ship_to.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if ship_to.exists():
-        ship_to.rename(old)
-    staging.rename(ship_to)
-    shutil.rmtree(old, ignore_errors=True)
+    swap_in_folder(staging, ship_to)
     return ship_to
 
 

@@ -72,3 +72,15 @@ def copy_file(source: str | Path, target: str | Path) -> None:
             os.link(source, tmp)
         except OSError:
             shutil.copyfile(source, tmp)
+
+
+def swap_in_folder(staging: str | Path, target: str | Path) -> None:
+    """Replace the folder `target` by the complete folder `staging`: the old one is renamed to
+    ``TARGET.old`` first, so a crash between the two renames leaves that copy for a reader to fall back on."""
+    staging, target = Path(staging), Path(target)
+    old = target.with_name(target.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        target.rename(old)
+    staging.rename(target)
+    shutil.rmtree(old, ignore_errors=True)

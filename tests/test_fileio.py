@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ccaug.fileio import atomic_path, copy_file, save_image, write_json, write_text
+from ccaug.fileio import atomic_path, copy_file, save_image, swap_in_folder, write_json, write_text
 
 
 def test_write_text_replaces_the_file_and_leaves_no_temporary(tmp_path):
@@ -48,3 +48,16 @@ def test_written_files_get_the_usual_permissions_not_private_temp_ones(tmp_path)
     umask = os.umask(0)
     os.umask(umask)
     assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_swap_in_folder_replaces_the_whole_folder_and_leaves_no_old_copy(tmp_path):
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "stale.bin").write_text("old")
+    (tmp_path / "model.tmp").mkdir()
+    (tmp_path / "model.tmp" / "weights.bin").write_text("new")
+    swap_in_folder(tmp_path / "model.tmp", tmp_path / "model")
+    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["weights.bin"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+    (tmp_path / "first.tmp").mkdir()
+    swap_in_folder(tmp_path / "first.tmp", tmp_path / "first")  # no folder there yet
+    assert (tmp_path / "first").is_dir() and not (tmp_path / "first.tmp").exists()

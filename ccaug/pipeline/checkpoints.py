@@ -14,7 +14,7 @@ from accelerate import Accelerator
 from diffusers.training_utils import EMAModel
 from torch import nn
 
-from ccaug.fileio import write_json
+from ccaug.fileio import swap_in_folder, write_json
 from ccaug.model.generator import CCDiffGenerator
 
 
@@ -80,12 +80,7 @@ def save_checkpoint(
             "ema": ema_state,
         }
         write_json(staging / "training_state.json", state, indent=2)
-        old = folder.with_name(folder.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        if folder.exists():
-            folder.rename(old)
-        staging.rename(folder)
-        shutil.rmtree(old, ignore_errors=True)
+        swap_in_folder(staging, folder)
     accelerator.wait_for_everyone()
 
 
