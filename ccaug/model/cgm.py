@@ -29,9 +29,10 @@ Unguided rows (the unconditional half of classifier-free guidance) and calls wit
 plain cross-attention CA_0 only, exactly as diffusers' ``AttnProcessor2_0``.
 
 Padded instance slots contribute exactly nothing: their S_i and masks are zero, their inputs are zeroed
-by ``LayoutConditions`` (so ``0 · x`` is an exact zero), and they are in no attention mask. All slots are
-computed (static shapes, one batched call) and masked, rather than gathered (which would need a device
-sync per layer).
+by ``LayoutConditions`` (so ``0 · x`` is an exact zero), and they are in no attention mask. The per-instance
+attentions (CA_i, EA_i) are computed only on the cells where S_i is not ~0 (see
+:func:`~ccaug.model.fusion.weighted_instance_attention`): computing every slot at every cell and masking
+afterwards spent half of a CPU training step of the tiny generator on products multiplied by zero.
 
 Parameter names mirror the reference checkpoints (§2.9): ``fusion.{ea_obj,ea2,ea_rel,la}.{to_q,to_k,to_v,
 to_out.0}``, ``fusion.{norm_obj,norm2,norm_rel}``, ``fusion.pos_net.linears_position.{0,2,4}``
@@ -51,10 +52,9 @@ from ccaug.model.conditions import LayoutConditions
 from ccaug.model.fusion import (
     VARIANTS,
     CCDiffFusion,
-    attend_per_instance,
     merge_heads,
     split_heads,
-    weighted_projection,
+    weighted_instance_attention,
 )
 from ccaug.model.masks import GridMasks
 
@@ -227,8 +227,7 @@ class CCDiffAttnProcessor(nn.Module):
             key = attn.norm_k(key)
         key = key.view(batch, slots, *key.shape[1:])
         value = value.view(batch, slots, *value.shape[1:])
-        per_instance = attend_per_instance(query, key, value)  # (B, N, HW, inner)
-        return attn.to_out[1](weighted_projection(attn.to_out[0], per_instance, grid.soft))
+        return attn.to_out[1](weighted_instance_attention(query, key, value, grid.soft, attn.to_out[0]))
 
 
 # ----------------------------------------------------------------------------- installation

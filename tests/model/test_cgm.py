@@ -16,7 +16,7 @@ from ccaug.model.cgm import (
     install_ccdiff_processors,
 )
 from ccaug.model.conditions import LayoutConditions
-from ccaug.model.fusion import weighted_projection
+from ccaug.model.fusion import weighted_instance_attention
 from ccaug.model.masks import LayoutMasks, background_mask, polygon_masks, soft_ellipse_maps
 
 D = 32  # cross-attention dim of the tiny UNet = width of every condition token
@@ -387,14 +387,51 @@ def test_fused_layer_matches_the_per_instance_formulas(variant: str) -> None:
     torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-5)
 
 
+def dense_instance_attention(query, key, value, weights, projection):
+    """Every instance attended at every cell, projected, weighted and summed: the formula, spelled out."""
+    total = 0
+    for i in range(key.shape[1]):
+        out = torch.nn.functional.scaled_dot_product_attention(query, key[:, i], value[:, i])  # (B, h, HW, d)
+        out = out.transpose(1, 2).flatten(2)  # (B, HW, h·d)
+        total = total + weights[:, i].unsqueeze(-1) * projection(out)
+    return total
+
+
 @pytest.mark.parametrize("wrapped", [False, True])
-def testweighted_projection_equals_projecting_each_instance(wrapped: bool) -> None:
+def test_weighted_instance_attention_equals_attending_every_instance_everywhere(wrapped: bool) -> None:
+    torch.manual_seed(0)
     projection = torch.nn.Linear(8, 6)
-    if wrapped:
+    if wrapped:  # e.g. a LoRA wrapper: applied row-wise, not folded into the sum
         projection = torch.nn.Sequential(projection, torch.nn.Tanh())
-    values, weights = torch.randn(2, 3, 5, 8), torch.rand(2, 3, 5)
-    expected = (weights.unsqueeze(-1) * projection(values)).sum(dim=1)
-    torch.testing.assert_close(weighted_projection(projection, values, weights), expected)
+    query, key, value = torch.randn(2, 2, 12, 4), torch.randn(2, 3, 2, 5, 4), torch.randn(2, 3, 2, 5, 4)
+    weights = torch.rand(2, 3, 12) * (torch.rand(2, 3, 12) > 0.6)  # sparse, like soft maps of small objects
+    weights[1, 2] = 0.0  # a padded slot
+    weights[0, 0, :3] = 1e-12  # below MIN_INSTANCE_WEIGHT: skipped, and negligible
+    expected = dense_instance_attention(query, key, value, weights, projection)
+    got = weighted_instance_attention(query, key, value, weights, projection)
+    torch.testing.assert_close(got, expected)
+
+
+def test_weighted_instance_attention_gradients_match_the_dense_formula() -> None:
+    torch.manual_seed(1)
+    projection = torch.nn.Linear(8, 6)
+    tensors = [torch.randn(2, 2, 12, 4), torch.randn(2, 3, 2, 5, 4), torch.randn(2, 3, 2, 5, 4)]
+    weights = torch.rand(2, 3, 12) * (torch.rand(2, 3, 12) > 0.5)
+    grads = []
+    for function in (dense_instance_attention, weighted_instance_attention):
+        leaves = [t.clone().requires_grad_() for t in tensors]
+        projection.zero_grad()
+        function(*leaves, weights, projection).square().sum().backward()
+        grads.append([leaf.grad for leaf in leaves] + [projection.weight.grad.clone()])
+    for dense, sparse in zip(*grads):
+        torch.testing.assert_close(sparse, dense)
+
+
+def test_weighted_instance_attention_without_any_instance_is_zero() -> None:
+    projection = torch.nn.Linear(8, 6)
+    query, key = torch.randn(2, 2, 12, 4), torch.randn(2, 3, 2, 5, 4)
+    out = weighted_instance_attention(query, key, key, torch.zeros(2, 3, 12), projection)
+    assert out.shape == (2, 12, 6) and not out.any()
 
 
 def test_moving_an_instance_changes_the_foreground_only_near_its_old_and_new_box() -> None:
