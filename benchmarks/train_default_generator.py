@@ -94,6 +94,12 @@ def main() -> None:
     )
     parser.add_argument("--num-workers", type=int, help="Data-loader workers (default: the recipe's).")
     parser.add_argument(
+        "--checkpoint-every",
+        type=int,
+        help="Steps between checkpoints (default: the recipe's; a CPU run cut off by a session limit "
+        "wants fewer, e.g. 250, so that less is lost).",
+    )
+    parser.add_argument(
         "--ship-to", type=Path, default=SHIPPED_GENERATOR, help="Folder the generator is exported into."
     )
     parser.add_argument("--curve", type=Path, default=REPO / "docs" / "default-generator-curve.png")
@@ -108,7 +114,11 @@ def main() -> None:
     command = shlex.join(["python", "benchmarks/train_default_generator.py", *sys.argv[1:]])
 
     recipe = load_recipe(args.recipe)
-    changes = {"mixed_precision": args.precision, "num_workers": args.num_workers}
+    changes = {
+        "mixed_precision": args.precision,
+        "num_workers": args.num_workers,
+        "checkpoint_every": args.checkpoint_every,
+    }
     training = dataclasses.replace(recipe.training, **{k: v for k, v in changes.items() if v is not None})
     max_steps = args.max_steps or training.max_steps
     state = PartialState()  # one process, or one per GPU under accelerate launch

@@ -7,11 +7,21 @@ with oriented boxes (obb). Then the sweep (--sweep) asks what moves the gain, on
 the main HBB experiment: the layout source (sample / perturb only), the mix ratio, the number of synthetic
 images drawn from, verification (re-render until the instances are found) and the guidance scale.
 
+The scarce set is one fixed draw of 50 of the 240 real training images, written with the 60 real val images
+(and their terrain maps, for copy-paste) as OUT/real-50. Everything that learns from real data learns from
+those 50 only: the detector, copy-paste's donors, the layouts that synthesis samples and perturbs, and the
+generator, which must be trained on OUT/real-50 (a generator trained on all 240 images, like the shipped
+default, would smuggle the other 190 into the synthetic arm). So the first run stops after writing OUT/real-50
+and prints the command that trains that generator; rerun with --model pointing at it (or without --model:
+train-generator registers the run as OUT/real-50's default). The seeds vary the detector's initialisation and
+image order and the synthetic images drawn, not the scarce set: a user with scarce data has one such set.
+
 Every variant is an ordinary ``ccaug synth`` folder plus an ordinary ``ccaug train-detector`` experiment,
 so each row of the table can be reproduced with the CLI alone, for example the main HBB row:
 
-  ccaug synth --source aerial --n 240 --out OUT/synth/main --layouts mix --seed 0
-  ccaug train-detector --real aerial --synthetic OUT/synth/main --mix 0.5 --real-n 50 --augment copy-paste \
+  ccaug train-generator --recipe tiny-aerial --data OUT/real-50 --format dota --out runs/gen-real-50
+  ccaug synth --source OUT/real-50 --model runs/gen-real-50 --n 240 --out OUT/synth/main --layouts mix --seed 0
+  ccaug train-detector --real OUT/real-50 --synthetic OUT/synth/main --mix 0.5 --augment copy-paste \
       --epoch-images 240 --epochs 100 --seeds 3 --out OUT/detect/main
 
 The real-only runs of a seed do not depend on the synthetic set (same 50 images, budget and seed), so the
@@ -19,7 +29,8 @@ sweep's experiments reuse the main experiment's finished baseline runs instead o
 Everything is resumable: rerun the same command after an interruption.
 
 Usage:
-  python benchmarks/trainability.py --out /tmp/trainability [--model GEN_DIR] [--epochs 100] [--device 0]
+  python benchmarks/trainability.py --out /tmp/trainability          # writes /tmp/trainability/real-50, stops
+  python benchmarks/trainability.py --out /tmp/trainability --model GEN_DIR [--epochs 100] [--device 0]
   python benchmarks/trainability.py --out /tmp/trainability --sweep          # main + the sweep
   python benchmarks/trainability.py --out /tmp/trainability --table          # print the tables only
 """
@@ -34,13 +45,18 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from ccaug.data.formats import read_dataset, write_dataset
 from ccaug.detect import DetectorSettings, TrainabilityConfig, run_trainability
 from ccaug.detect.experiment import BASELINE
-from ccaug.pipeline.synth import synthesize
+from ccaug.fileio import copy_file
+from ccaug.pipeline.synth import find_generator, synthesize
 from ccaug.pipeline.synth_plan import SynthSettings
+from ccaug.workspace import EMBEDDED, resolve_source
 
 REAL_N = 50
+SCARCE_SEED = 0  # which 50 of the 240
 EPOCH_IMAGES = 240  # the full train split: the 50-image arms repeat images to see as many per epoch
 
 
@@ -86,7 +102,10 @@ def synth_settings(name: str) -> SynthSettings:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--model", help="Generator checkpoint (default: the one shipped for 'aerial').")
+    parser.add_argument(
+        "--model",
+        help="Generator trained on OUT/real-50 only (default: the one train-generator registered for that folder).",
+    )
     parser.add_argument("--n-synthetic", type=int, default=240, help="Synthetic images rendered per folder.")
     # 100 epochs of 240 images: at 30 the 50- and 240-image baselines are step-limited and within noise of
     # each other (BENCHMARKS.md, headroom), so no augmentation could show a gain there
@@ -101,12 +120,52 @@ def main() -> None:
 
     variants = MAIN + (SWEEP if args.sweep else [])
     if not args.table:
+        scarce = write_scarce_set(args.out / f"real-{REAL_N}")
+        if args.model is None and not has_generator(scarce):
+            raise SystemExit(
+                f"{scarce} is written. Train the generator on it alone, then rerun this command:\n"
+                f"  ccaug train-generator --recipe tiny-aerial --data {scarce} --format dota --out runs/gen-real-{REAL_N}"
+            )
         started = time.perf_counter()
         for variant in variants:
             make_synthetic(variant.synth, args)
             run_variant(variant, args)
         print(f"all experiments done in {(time.perf_counter() - started) / 60:.1f} min")
     print_tables(args.out, MAIN + SWEEP)
+
+
+# --------------------------------------------------------------------------------------------------------
+# the scarce real set
+
+
+def write_scarce_set(folder: Path, n: int = REAL_N, seed: int = SCARCE_SEED) -> Path:
+    """`n` of the embedded set's training images (one seeded draw) and all of its val images, as a DOTA set
+    with the scene list and terrain maps that copy-paste and captions read; written once."""
+    if (folder / "done").is_file():
+        return folder
+    source, _ = resolve_source(EMBEDDED)
+    dataset = read_dataset(source, "dota")
+    images = dataset.images.sort_values("image_id")
+    train_ids = images.loc[images["split"] == "train", "image_id"].to_numpy()
+    chosen = np.sort(np.random.default_rng(seed).permutation(train_ids)[:n])
+    keep = sorted([*chosen.tolist(), *images.loc[images["split"] == "val", "image_id"].tolist()])
+    shutil.rmtree(folder, ignore_errors=True)
+    write_dataset(dataset.subset(keep), folder, "dota")
+    for name in ("scenes.json", "terrain_classes.json"):
+        copy_file(source / name, folder / name)
+    for row in dataset.subset(keep).images.itertuples():
+        stem = Path(row.file).stem
+        copy_file(source / row.split / "terrain" / f"{stem}.png", folder / row.split / "terrain" / f"{stem}.png")
+    (folder / "done").write_text("")
+    return folder
+
+
+def has_generator(folder: Path) -> bool:
+    try:
+        find_generator(None, folder, str(folder))
+    except FileNotFoundError:
+        return False
+    return True
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -121,7 +180,7 @@ def make_synthetic(name: str, args: argparse.Namespace) -> Path:
     settings = dataclasses.replace(synth_settings(name), batch_size=args.synth_batch)
     detector = DetectorSettings(epochs=args.epochs, imgsz=args.imgsz, device=args.device)
     result = synthesize(
-        "aerial", args.n_synthetic, folder, model=args.model, seed=0, settings=settings,
+        str(args.out / f"real-{REAL_N}"), args.n_synthetic, folder, model=args.model, seed=0, settings=settings,
         precision="bf16" if args.device != "cpu" else "no", detector_settings=detector,
     )  # fmt: skip
     if not result.complete:
@@ -149,8 +208,8 @@ def first_images_of(source: Path, folder: Path, n: int) -> Path:
 def experiment_config(variant: Variant, args: argparse.Namespace) -> TrainabilityConfig:
     detector = DetectorSettings(task=variant.task, epochs=args.epochs, imgsz=args.imgsz, device=args.device)
     return TrainabilityConfig(
-        real="aerial", real_format="dota", synthetic=str(args.out / "synth" / variant.synth),
-        synthetic_format="dota", mix=variant.mix, real_n=REAL_N, epoch_images=EPOCH_IMAGES,
+        real=str(args.out / f"real-{REAL_N}"), real_format="dota", synthetic=str(args.out / "synth" / variant.synth),
+        synthetic_format="dota", mix=variant.mix, epoch_images=EPOCH_IMAGES,
         augment=("copy-paste",) if variant.copy_paste else (), seeds=args.seeds, detector=detector,
     )  # fmt: skip
 
