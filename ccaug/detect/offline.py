@@ -13,6 +13,10 @@ GPU, installs missing packages with pip, syncs anonymous events, and keeps its s
 - on a GPU, the AMP check finds a local ``yolo26n.pt`` built from its YAML with random weights, so the check
   runs (it only compares fp32 and AMP outputs of the same network) instead of downloading one.
 
+One setting is about speed, not the network: Ultralytics trains on a CPU with ``cpu_count - 1`` threads
+(keeping a core for its loader workers), which is a single core on a 2-core machine; ccaug gives it every
+core the process may use (or ``OMP_NUM_THREADS`` when you set it), 1.56× faster there (BENCHMARKS.md).
+
 The settings, font and AMP file live in files and the environment, not in Python state, so the processes
 that Ultralytics spawns for multi-GPU (DDP) training inherit them.
 """
@@ -38,6 +42,10 @@ _INTEGRATIONS = (
 )
 FONTS = ("Arial.ttf", "Arial.Unicode.ttf")
 AMP_CHECK_WEIGHTS = "yolo26n.pt"
+
+
+# Read before Ultralytics is imported: its import sets OMP_NUM_THREADS=1 when the variable is unset.
+_USER_THREADS = os.environ.get("OMP_NUM_THREADS")
 
 
 class UltralyticsConfigError(RuntimeError):
@@ -66,6 +74,7 @@ def use_offline_ultralytics(config_dir: str | Path | None = None):
     _switch_off_network_settings(SETTINGS, settings_dir)
     _point_folder_constants_at_settings(SETTINGS)
     _install_fonts(settings_dir)
+    _train_on_every_core()
     return ultralytics
 
 
@@ -113,6 +122,20 @@ def _point_folder_constants_at_settings(settings) -> None:
     utils.DATASETS_DIR = Path(settings["datasets_dir"])
     utils.WEIGHTS_DIR = Path(settings["weights_dir"])
     utils.RUNS_DIR = Path(settings["runs_dir"])
+
+
+def _train_on_every_core() -> None:
+    """Ultralytics sets the CPU training threads from its ``NUM_THREADS`` (``cpu_count - 1``) in
+    ``select_device``; point it at the cores this process may use, or at the user's ``OMP_NUM_THREADS``."""
+    import ultralytics.utils.torch_utils as torch_utils
+
+    if _USER_THREADS and _USER_THREADS.isdigit():
+        threads = int(_USER_THREADS)
+    elif hasattr(os, "sched_getaffinity"):
+        threads = len(os.sched_getaffinity(0))
+    else:
+        threads = os.cpu_count() or 1
+    torch_utils.NUM_THREADS = max(1, threads)
 
 
 def _install_fonts(folder: Path) -> None:

@@ -57,3 +57,26 @@ def test_the_amp_check_finds_its_network_locally_on_a_gpu_only():
 
     assert path == utils.WEIGHTS_DIR / AMP_CHECK_WEIGHTS and path.is_file()
     assert YOLO(str(path)).model is not None
+
+
+def training_threads(omp_num_threads: str | None) -> int:
+    """The torch threads a CPU training gets after Ultralytics' select_device, in a fresh interpreter."""
+    script = (
+        "import torch\n"
+        "from ccaug.detect.offline import use_offline_ultralytics\n"
+        "use_offline_ultralytics()\n"
+        "from ultralytics.utils.torch_utils import select_device\n"
+        "select_device('cpu', verbose=False)\n"
+        "print(torch.get_num_threads())\n"
+    )
+    environment = {key: value for key, value in os.environ.items() if key != "OMP_NUM_THREADS"}
+    if omp_num_threads is not None:
+        environment["OMP_NUM_THREADS"] = omp_num_threads
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=environment, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return int(result.stdout.split()[-1])
+
+
+def test_cpu_training_uses_every_core_unless_omp_num_threads_says_otherwise():
+    assert training_threads(None) == len(os.sched_getaffinity(0))  # Ultralytics alone: one fewer
+    assert training_threads("1") == 1
