@@ -32,7 +32,7 @@ Padded instance slots contribute exactly nothing: their S_i and masks are zero, 
 by ``LayoutConditions`` (so ``0 · x`` is an exact zero), and they are in no attention mask. The per-instance
 attentions (CA_i, EA_i) are computed only on the cells where S_i is not ~0 (see
 :func:`~ccaug.model.fusion.weighted_instance_attention`): computing every slot at every cell and masking
-afterwards spent half of a CPU training step of the tiny generator on products multiplied by zero.
+afterwards spent about 40% of a CPU training step of the tiny generator on products multiplied by ~0.
 
 Parameter names mirror the reference checkpoints (§2.9): ``fusion.{ea_obj,ea2,ea_rel,la}.{to_q,to_k,to_v,
 to_out.0}``, ``fusion.{norm_obj,norm2,norm_rel}``, ``fusion.pos_net.linears_position.{0,2,4}``
