@@ -120,7 +120,7 @@ def main() -> None:
 
     variants = MAIN + (SWEEP if args.sweep else [])
     if not args.table:
-        scarce = write_scarce_set(args.out / f"real-{REAL_N}")
+        scarce = write_scarce_set(scarce_folder(args.out))
         if args.model is None and not has_generator(scarce):
             raise SystemExit(
                 f"{scarce} is written. Train the generator on it alone, then rerun this command:\n"
@@ -150,14 +150,19 @@ def write_scarce_set(folder: Path, n: int = REAL_N, seed: int = SCARCE_SEED) -> 
     chosen = np.sort(np.random.default_rng(seed).permutation(train_ids)[:n])
     keep = sorted([*chosen.tolist(), *images.loc[images["split"] == "val", "image_id"].tolist()])
     shutil.rmtree(folder, ignore_errors=True)
-    write_dataset(dataset.subset(keep), folder, "dota")
+    scarce = dataset.subset(keep)
+    write_dataset(scarce, folder, "dota")
     for name in ("scenes.json", "terrain_classes.json"):
         copy_file(source / name, folder / name)
-    for row in dataset.subset(keep).images.itertuples():
+    for row in scarce.images.itertuples():
         stem = Path(row.file).stem
         copy_file(source / row.split / "terrain" / f"{stem}.png", folder / row.split / "terrain" / f"{stem}.png")
     (folder / "done").write_text("")
     return folder
+
+
+def scarce_folder(out: Path) -> Path:
+    return out / f"real-{REAL_N}"
 
 
 def has_generator(folder: Path) -> bool:
@@ -180,7 +185,7 @@ def make_synthetic(name: str, args: argparse.Namespace) -> Path:
     settings = dataclasses.replace(synth_settings(name), batch_size=args.synth_batch)
     detector = DetectorSettings(epochs=args.epochs, imgsz=args.imgsz, device=args.device)
     result = synthesize(
-        str(args.out / f"real-{REAL_N}"), args.n_synthetic, folder, model=args.model, seed=0, settings=settings,
+        str(scarce_folder(args.out)), args.n_synthetic, folder, model=args.model, seed=0, settings=settings,
         precision="bf16" if args.device != "cpu" else "no", detector_settings=detector,
     )  # fmt: skip
     if not result.complete:
@@ -208,7 +213,7 @@ def first_images_of(source: Path, folder: Path, n: int) -> Path:
 def experiment_config(variant: Variant, args: argparse.Namespace) -> TrainabilityConfig:
     detector = DetectorSettings(task=variant.task, epochs=args.epochs, imgsz=args.imgsz, device=args.device)
     return TrainabilityConfig(
-        real=str(args.out / f"real-{REAL_N}"), real_format="dota", synthetic=str(args.out / "synth" / variant.synth),
+        real=str(scarce_folder(args.out)), real_format="dota", synthetic=str(args.out / "synth" / variant.synth),
         synthetic_format="dota", mix=variant.mix, epoch_images=EPOCH_IMAGES,
         augment=("copy-paste",) if variant.copy_paste else (), seeds=args.seeds, detector=detector,
     )  # fmt: skip
