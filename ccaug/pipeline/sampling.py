@@ -13,6 +13,11 @@ share its betas and prediction type:
 * ``"dpm++"``: `DPMSolverMultistepScheduler` (DPM-Solver++ 2M), about as good in ~20 steps, the default;
 * ``"ddim"``: `DDIMScheduler` (eta 0).
 
+A schedule that clips its samples (the tiny pixel-space one: cosine, ``clip_sample``) ends where
+alpha_bar is ~2e-9, so turning a noise prediction into an image at the first step divides its error by
+~5e-5. DDIM clips that image to [-1, 1]; the other two do not, and a 2% error in the prediction pushed
+their first steps 130x outside the range the UNet saw in training: pure-noise images (`stable_schedule`).
+
 All three are deterministic given the initial noise, so an image depends only on its layout, its
 references and its seed: the noise of each image is drawn from its own ``torch.Generator`` seeded with its
 seed, on the CPU (the same numbers on every device), so the same layout and seed give the same image in any
@@ -41,6 +46,22 @@ SCHEDULERS: dict[str, type[SchedulerMixin]] = {
     "euler": EulerDiscreteScheduler,
     "ddim": DDIMScheduler,
 }
+EDM_SIGMA_MAX = 80.0  # Karras et al. 2022's largest noise level for images in [-1, 1]
+
+
+def stable_schedule(name: str, training_schedule: dict) -> dict:
+    """The options that keep sampler `name` inside the image range when the training schedule clips samples:
+    DPM-Solver++ clamps its image estimate to [-1, 1] (its ``thresholding`` at 1), Euler starts at
+    sigma 80 on Karras' spacing instead of at sigma ~2e4. Nothing changes for a schedule that does not clip
+    (SD's latent one)."""
+    if not training_schedule.get("clip_sample", False):
+        return {}
+    bound = float(training_schedule.get("clip_sample_range", 1.0))
+    if name == "dpm++":
+        return {"thresholding": True, "sample_max_value": bound}
+    if name == "euler":
+        return {"use_karras_sigmas": True, "sigma_max": EDM_SIGMA_MAX}
+    return {}
 
 
 class CCDiffPipeline:
@@ -73,7 +94,10 @@ class CCDiffPipeline:
 
     def make_scheduler(self) -> SchedulerMixin:
         """A fresh scheduler (schedulers keep per-run state, e.g. DPM++'s previous outputs)."""
-        return SCHEDULERS[self.scheduler_name].from_config(self.generator.make_scheduler().config)
+        training_schedule = self.generator.make_scheduler().config
+        return SCHEDULERS[self.scheduler_name].from_config(
+            training_schedule, **stable_schedule(self.scheduler_name, training_schedule)
+        )
 
     def initial_noise(self, seeds: Sequence[int]) -> torch.Tensor:
         """``(B, C, h, w)`` float32 standard normal noise on the CPU, image i's from a generator seeded
