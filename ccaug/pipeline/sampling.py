@@ -15,8 +15,9 @@ share its betas and prediction type:
 
 A schedule that clips its samples (the tiny pixel-space one: cosine, ``clip_sample``) ends where
 alpha_bar is ~2e-9, so turning a noise prediction into an image at the first step divides its error by
-~5e-5. DDIM clips that image to [-1, 1]; the other two do not, and a 2% error in the prediction fed the
-UNet values of ~130 where pure noise peaks at ~4: the images came out as noise (`stable_schedule`).
+~5e-5. DDIM clips that image to [-1, 1]; DPM++ and Euler do not on their own, and there a 2% error in the
+prediction feeds the UNet values of ~130 where pure noise peaks at ~4 (pure-noise images). `stable_schedule`
+gives them the options that keep them in range.
 
 All three are deterministic given the initial noise, so an image depends only on its layout, its
 references and its seed: the noise of each image is drawn from its own ``torch.Generator`` seeded with its
