@@ -33,6 +33,10 @@ Usage:
   python benchmarks/trainability.py --out /tmp/trainability --model GEN_DIR [--epochs 100] [--device 0]
   python benchmarks/trainability.py --out /tmp/trainability --sweep          # main + the sweep
   python benchmarks/trainability.py --out /tmp/trainability --table          # print the tables only
+  python benchmarks/trainability.py --out /tmp/trainability --sweep --device 0 --jobs 6   # one GPU, 6 at once
+
+--jobs N runs N detector trainings at once, each its own process: YOLOv8n on 256 px images keeps an H100
+far from busy, so independent runs share it. Results are the same runs either way (each run's seed fixes it).
 """
 
 from __future__ import annotations
@@ -40,8 +44,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import shutil
+import subprocess
+import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,13 +73,15 @@ class Variant:
     """One row of the sweep: the synthetic folder it trains on and the experiment's settings."""
 
     name: str
-    synth: str  # name of the synthetic folder under OUT/synth
+    synth: str | None  # name of the synthetic folder under OUT/synth; None: the arms that need no generator
     mix: float = 0.5
     task: str = "detect"
     copy_paste: bool = False
 
 
 MAIN = [Variant("main", "main", task="detect", copy_paste=True), Variant("main-obb", "main", task="obb", copy_paste=True)]
+# real-only and copy-paste alone: runnable (and timed) before a generator exists
+NO_GENERATOR = [Variant("no-generator", None, copy_paste=True), Variant("no-generator-obb", None, task="obb", copy_paste=True)]
 SWEEP = [
     Variant("layouts-sample", "layouts-sample"),
     Variant("layouts-perturb", "layouts-perturb"),
@@ -116,22 +126,36 @@ def main() -> None:
     parser.add_argument("--synth-batch", type=int, default=32)
     parser.add_argument("--sweep", action="store_true", help="Also run the sweep (HBB only).")
     parser.add_argument("--table", action="store_true", help="Only print the tables of the finished experiments.")
+    parser.add_argument(
+        "--no-generator", action="store_true", help="Only the real-only and copy-paste arms (no synthesis)."
+    )
+    parser.add_argument("--jobs", type=int, default=1, help="Detector trainings run at once (processes).")
+    parser.add_argument("--run", nargs=3, metavar=("VARIANT", "ARM", "SEED"), help=argparse.SUPPRESS)
     args = parser.parse_args()
 
-    variants = MAIN + (SWEEP if args.sweep else [])
+    variants = NO_GENERATOR if args.no_generator else MAIN + (SWEEP if args.sweep else [])
+    if args.run:
+        name, arm, seed = args.run
+        variant = next(v for v in MAIN + SWEEP + NO_GENERATOR if v.name == name)
+        run_trainability(experiment_config(variant, args), args.out / "detect" / name, only={(arm, int(seed))})
+        return
     if not args.table:
         scarce = write_scarce_set(scarce_folder(args.out))
-        if args.model is None and not has_generator(scarce):
+        if args.model is None and not args.no_generator and not has_generator(scarce):
             raise SystemExit(
                 f"{scarce} is written. Train the generator on it alone, then rerun this command:\n"
                 f"  ccaug train-generator --recipe tiny-aerial --data {scarce} --format dota --out runs/gen-real-{REAL_N}"
             )
         started = time.perf_counter()
+        if args.jobs > 1:
+            for variant in variants:
+                make_synthetic(variant.synth, args)
+            run_in_parallel(variants, args)
         for variant in variants:
             make_synthetic(variant.synth, args)
             run_variant(variant, args)
         print(f"all experiments done in {(time.perf_counter() - started) / 60:.1f} min")
-    print_tables(args.out, MAIN + SWEEP)
+    print_tables(args.out, NO_GENERATOR + MAIN + SWEEP)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -177,8 +201,10 @@ def has_generator(folder: Path) -> bool:
 # synthetic folders
 
 
-def make_synthetic(name: str, args: argparse.Namespace) -> Path:
+def make_synthetic(name: str | None, args: argparse.Namespace) -> Path | None:
     """Render (or resume) the synthetic folder `name`; ``n-50`` is the first 50 images of ``main``."""
+    if name is None:
+        return None
     folder = args.out / "synth" / name
     if name == "n-50":
         return first_images_of(make_synthetic("main", args), folder, 50)
@@ -213,20 +239,57 @@ def first_images_of(source: Path, folder: Path, n: int) -> Path:
 def experiment_config(variant: Variant, args: argparse.Namespace) -> TrainabilityConfig:
     detector = DetectorSettings(task=variant.task, epochs=args.epochs, imgsz=args.imgsz, device=args.device)
     return TrainabilityConfig(
-        real=str(scarce_folder(args.out)), real_format="dota", synthetic=str(args.out / "synth" / variant.synth),
-        synthetic_format="dota", mix=variant.mix, epoch_images=EPOCH_IMAGES,
+        real=str(scarce_folder(args.out)), real_format="dota",
+        synthetic=str(args.out / "synth" / variant.synth) if variant.synth else None, synthetic_format="dota", mix=variant.mix, epoch_images=EPOCH_IMAGES,
         augment=("copy-paste",) if variant.copy_paste else (), seeds=args.seeds, detector=detector,
     )  # fmt: skip
 
 
 def run_variant(variant: Variant, args: argparse.Namespace) -> dict:
     folder = args.out / "detect" / variant.name
-    if variant.task == "detect" and variant.name != "main":
+    if variant in SWEEP:
         reuse_baseline(args.out / "detect" / "main", folder, args.seeds)
     started = time.perf_counter()
     report = run_trainability(experiment_config(variant, args), folder)
     print(f"{variant.name}: {time.perf_counter() - started:.0f} s")
     return report
+
+
+def run_in_parallel(variants: list[Variant], args: argparse.Namespace) -> None:
+    """Every unfinished run of `variants`, `args.jobs` at a time, each in its own process (logs beside its
+    run folder). The sweep's baselines are the main experiment's: `run_variant` copies them afterwards."""
+    pending = []
+    for variant in variants:
+        folder = args.out / "detect" / variant.name
+        run_trainability(experiment_config(variant, args), folder, only=())  # writes the shared data once
+        for seed in range(args.seeds):
+            for arm in experiment_config(variant, args).arms:
+                reused = arm == BASELINE and variant in SWEEP
+                if not reused and not (folder / "runs" / arm / f"seed{seed}" / "result.json").is_file():
+                    pending.append((variant.name, arm, seed))
+    threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    print(f"{len(pending)} detector runs, {args.jobs} at a time, {threads} CPU threads each")
+    started = time.perf_counter()
+
+    def run_one(job: tuple[str, str, int]) -> int:
+        name, arm, seed = job
+        command = [sys.executable, __file__, "--out", str(args.out), "--epochs", str(args.epochs), "--seeds",
+                   str(args.seeds), "--imgsz", str(args.imgsz), "--device", args.device, "--run", name, arm, str(seed)]
+        if args.model:
+            command += ["--model", args.model]
+        log_file = args.out / "detect" / name / "runs" / arm / f"seed{seed}.log"
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        with log_file.open("w") as log:
+            code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT,
+                                   env={**os.environ, "OMP_NUM_THREADS": str(threads)})  # fmt: skip
+        print(f"{name} {arm} seed {seed}: {'done' if code == 0 else f'FAILED ({code}), see {log_file}'} "
+              f"at {(time.perf_counter() - started) / 60:.1f} min", flush=True)
+        return code
+
+    with ThreadPoolExecutor(args.jobs) as pool:
+        codes = list(pool.map(run_one, pending))
+    if any(codes):
+        raise SystemExit(f"{sum(1 for code in codes if code)} detector runs failed; rerun to retry them")
 
 
 def reuse_baseline(main: Path, folder: Path, seeds: int) -> None:
@@ -254,7 +317,7 @@ def print_tables(out: Path, variants: list[Variant]) -> None:
             continue
         report = json.loads(report_file.read_text())
         for arm, entry in report["arms"].items():
-            if arm == BASELINE and variant.name not in ("main", "main-obb"):
+            if arm == BASELINE and variant.name not in ("main", "main-obb", *(v.name for v in NO_GENERATOR)):
                 continue  # the sweep's baseline is the main one
             print(
                 f"| {variant.name} ({variant.task}) | {arm} | {len(entry['seeds'])} | {score(entry['map50'])} | "

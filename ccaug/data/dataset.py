@@ -154,7 +154,7 @@ class Dataset:
 
     def subset(self, image_ids: Sequence[int]) -> Dataset:
         """The images with these ids (in this order) and their instances; categories unchanged."""
-        order = pd.Index(image_ids)
+        order = pd.Index(image_ids, name="image_id")  # pandas 3.0 drops the index name on .loc otherwise
         images = self.images.set_index("image_id").loc[order].reset_index()
         instances = self.instances[self.instances["image_id"].isin(order)]
         return self.replace(images=images, instances=instances)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -26,7 +26,7 @@ import yaml
 from ccaug.data.dataset import Dataset
 from ccaug.data.formats import read_dataset, write_dataset
 from ccaug.detect import mixing
-from ccaug.detect.offline import use_offline_ultralytics
+from ccaug.detect.offline import prepare_amp_check, use_offline_ultralytics
 from ccaug.detect.yolo import DetectorSettings, check_model_source, evaluate, read_curve, train
 from ccaug.fileio import write_json, write_text
 from ccaug.workspace import resolve_source
@@ -102,8 +102,14 @@ def run_trainability(
     out: str | Path,
     *,
     log: Callable[[str], None] = print,
+    only: Collection[tuple[str, int]] | None = None,
 ) -> dict:
-    """Run every arm for every seed into `out` and write the report; returns the report as a dict."""
+    """Run every arm for every seed into `out` and write the report; returns the report as a dict.
+
+    `only` runs just those (arm, seed) pairs and writes no report (an empty one only prepares the data):
+    after one call with ``only=()``, several processes can share a GPU that one small detector leaves idle,
+    each running its own runs of the same folder; a final call without `only` reads them into the report.
+    """
     from ccaug.detect.report import write_report
 
     out = Path(out)
@@ -111,14 +117,20 @@ def run_trainability(
     use_offline_ultralytics(out / "ultralytics")
     check_model_source(config.detector)
     data = prepare_data(config, out / "data", log=log)
+    if only is not None:
+        prepare_amp_check(config.detector.device)  # once, before processes could race to write its file
     results = []
     for seed in range(config.seeds):
         arms = plan_arms(config, data, seed, out / "data")
         size = max(mixing.epoch_size(list(arms.values())), config.epoch_images or 0)
         for name, arm in arms.items():
+            if only is not None and (name, seed) not in only:
+                continue
             log(f"[{len(results) + 1}/{len(config.arms) * config.seeds}] {name}, seed {seed}: "
                 f"{len(arm.real)} real + {len(arm.extra)} extra images, {size} per epoch")  # fmt: skip
             results.append(run_arm(config, data, arm, seed, size, out))
+    if only is not None:
+        return {}
     return write_report(config, results, out)
 
 

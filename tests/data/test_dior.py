@@ -223,6 +223,17 @@ def test_unreadable_image_is_refused(tmp_path):
         read_dior(tmp_path)
 
 
+def test_unreadable_image_is_refused_after_ultralytics_patched_pil(tmp_path):
+    """Importing Ultralytics makes PIL retry unknown files with pi-heif; the user still gets our error."""
+    from ccaug.detect.offline import use_offline_ultralytics
+
+    use_offline_ultralytics(tmp_path / "ultralytics")
+    write_sample(tmp_path, "a", annotation_xml(rotated()))
+    (tmp_path / "JPEGImages" / "a.png").write_bytes(b"not an image")
+    with pytest.raises(DataError, match="a.png.*cannot be read"):
+        read_dior(tmp_path)
+
+
 def test_a_folder_without_annotations_is_refused(tmp_path):
     with pytest.raises(DataError, match="Annotations"):
         read_dior(tmp_path)

@@ -123,6 +123,20 @@ def test_more_seeds_extend_the_experiment_and_fewer_report_the_first(experiment,
     assert fewer["arms"]["copy-paste"]["seeds"] == [0]
 
 
+def test_runs_split_across_calls_give_the_same_report(experiment, tmp_path):
+    """What several processes sharing one GPU do: prepare once, each runs its own (arm, seed), then report."""
+    config, _, report = experiment
+    out = tmp_path / "split"
+    assert run_trainability(config, out, log=lambda line: None, only=()) == {}
+    assert (out / "data" / "real" / "data.yaml").is_file() and not (out / "runs").exists()
+    assert run_trainability(config, out, log=lambda line: None, only={("synthetic", 0)}) == {}
+    assert [path.parent.parent.name for path in (out / "runs").glob("*/seed0/result.json")] == ["synthetic"]
+    assert not (out / "report.json").exists()
+    joined = run_trainability(config, out, log=lambda line: None)
+    for arm in ("real-only", "synthetic", "copy-paste"):
+        assert joined["arms"][arm]["map50"] == report["arms"][arm]["map50"]
+
+
 def test_a_folder_of_another_experiment_is_refused(experiment):
     config, out, _ = experiment
     other = TrainabilityConfig(**{**config.__dict__, "mix": 0.25})

@@ -70,6 +70,8 @@ def read_image_size(path: Path, problems: Problems, item: str | None = None) -> 
         problems.report(path, "image file is missing", item=item)
     except (UnidentifiedImageError, OSError) as error:
         problems.report(path, f"image cannot be read ({error})", item=item)
+    except ImportError:  # Ultralytics patches Image.open to retry an unknown file with pi-heif, if installed
+        problems.report(path, "image cannot be read (not an image format PIL knows)", item=item)
     return None
 
 
