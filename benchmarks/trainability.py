@@ -35,8 +35,14 @@ Usage:
   python benchmarks/trainability.py --out /tmp/trainability --table          # print the tables only
   python benchmarks/trainability.py --out /tmp/trainability --sweep --device 0 --jobs 6   # one GPU, 6 at once
 
---jobs N runs N detector trainings at once, each its own process: YOLOv8n on 256 px images keeps an H100
-far from busy, so independent runs share it. Results are the same runs either way (each run's seed fixes it).
+--jobs N runs N detector trainings at once, each its own process: one YOLOv8n on 256 px images leaves an
+H100 mostly idle, so independent runs share it (6 at once kept it 96-99 % busy). Each run's seed fixes it,
+whatever runs beside it.
+
+A finished synth folder is used as it is, so the detector runs can go to another machine without the
+generator: copy OUT/synth/*/ there without their banks/ (OUT/real-50 is rewritten identically from the
+embedded set), and run the same command with --device 0 --jobs 6 (--no-generator: the arms that need no
+synthetic images, real-only and copy-paste, in their own folders).
 """
 
 from __future__ import annotations
@@ -59,7 +65,6 @@ from ccaug.data.formats import read_dataset, write_dataset
 from ccaug.detect import DetectorSettings, TrainabilityConfig, run_trainability
 from ccaug.detect.experiment import BASELINE
 from ccaug.fileio import copy_file
-from ccaug.pipeline.synth import find_generator, synthesize
 from ccaug.pipeline.synth_plan import SynthSettings
 from ccaug.workspace import EMBEDDED, resolve_source
 
@@ -141,7 +146,7 @@ def main() -> None:
         return
     if not args.table:
         scarce = write_scarce_set(scarce_folder(args.out))
-        if args.model is None and not args.no_generator and not has_generator(scarce):
+        if args.model is None and needs_rendering(variants, args) and not has_generator(scarce):
             raise SystemExit(
                 f"{scarce} is written. Train the generator on it alone, then rerun this command:\n"
                 f"  ccaug train-generator --recipe tiny-aerial --data {scarce} --format dota --out runs/gen-real-{REAL_N}"
@@ -190,6 +195,8 @@ def scarce_folder(out: Path) -> Path:
 
 
 def has_generator(folder: Path) -> bool:
+    from ccaug.pipeline.synth import find_generator
+
     try:
         find_generator(None, folder, str(folder))
     except FileNotFoundError:
@@ -208,6 +215,10 @@ def make_synthetic(name: str | None, args: argparse.Namespace) -> Path | None:
     folder = args.out / "synth" / name
     if name == "n-50":
         return first_images_of(make_synthetic("main", args), folder, 50)
+    if is_finished(folder, args.n_synthetic):
+        return folder  # rendered here or elsewhere: a machine that only trains detectors needs no generator
+    from ccaug.pipeline.synth import synthesize  # imports diffusers
+
     settings = dataclasses.replace(synth_settings(name), batch_size=args.synth_batch)
     detector = DetectorSettings(epochs=args.epochs, imgsz=args.imgsz, device=args.device)
     result = synthesize(
@@ -217,6 +228,17 @@ def make_synthetic(name: str | None, args: argparse.Namespace) -> Path | None:
     if not result.complete:
         raise SystemExit(f"{folder}: synthesis stopped at {result.done} of {result.n} images; rerun to finish")
     return folder
+
+
+def needs_rendering(variants: list[Variant], args: argparse.Namespace) -> bool:
+    names = {"main" if variant.synth == "n-50" else variant.synth for variant in variants if variant.synth}
+    return any(not is_finished(args.out / "synth" / name, args.n_synthetic) for name in names)
+
+
+def is_finished(folder: Path, n: int) -> bool:
+    """A synth folder whose last file (the summary) is written, with `n` images in its manifest."""
+    manifest = folder / "manifest.jsonl"
+    return (folder / "summary.json").is_file() and manifest.is_file() and len(manifest.read_text().splitlines()) == n
 
 
 def first_images_of(source: Path, folder: Path, n: int) -> Path:
