@@ -35,14 +35,13 @@ Usage:
   python benchmarks/trainability.py --out /tmp/trainability --table          # print the tables only
   python benchmarks/trainability.py --out /tmp/trainability --sweep --device 0 --jobs 6   # one GPU, 6 at once
 
---jobs N runs N detector trainings at once, each its own process: one YOLOv8n on 256 px images leaves an
-H100 mostly idle, so independent runs share it (6 at once kept it 96-99 % busy). Each run's seed fixes it,
-whatever runs beside it.
+--jobs N runs N detector trainings at once, each its own process with its own seed: one YOLOv8n on 256 px
+images leaves an H100 mostly idle, so independent runs share it (6 at once kept it 96-99 % busy).
 
 A finished synth folder is used as it is, so the detector runs can go to another machine without the
-generator: copy OUT/synth/*/ there without their banks/ (OUT/real-50 is rewritten identically from the
-embedded set), and run the same command with --device 0 --jobs 6 (--no-generator: the arms that need no
-synthetic images, real-only and copy-paste, in their own folders).
+generator. Render the folders here (--render-only), copy OUT/synth/*/ there without their banks/ (OUT/real-50
+is rewritten identically from the embedded set), and run the same command there with --device 0 --jobs 6.
+--no-generator runs only the arms that need no synthetic images (real-only, copy-paste), in their own folders.
 """
 
 from __future__ import annotations
@@ -134,6 +133,9 @@ def main() -> None:
     parser.add_argument(
         "--no-generator", action="store_true", help="Only the real-only and copy-paste arms (no synthesis)."
     )
+    parser.add_argument(
+        "--render-only", action="store_true", help="Render the synthetic folders, train no detector."
+    )
     parser.add_argument("--jobs", type=int, default=1, help="Detector trainings run at once (processes).")
     parser.add_argument("--run", nargs=3, metavar=("VARIANT", "ARM", "SEED"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -152,6 +154,11 @@ def main() -> None:
                 f"  ccaug train-generator --recipe tiny-aerial --data {scarce} --format dota --out runs/gen-real-{REAL_N}"
             )
         started = time.perf_counter()
+        if args.render_only:
+            for variant in variants:
+                make_synthetic(variant.synth, args)
+            print(f"synthetic folders rendered in {(time.perf_counter() - started) / 60:.1f} min")
+            return
         if args.jobs > 1:
             for variant in variants:
                 make_synthetic(variant.synth, args)
