@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Issue 8's trainability experiment end to end on one GPU machine: the scarce real set, a generator trained on
-# it alone, the synthetic folders, then every detector run, JOBS at a time (one YOLOv8n leaves an H100 idle).
+# it alone, the synthetic folders, then every detector run, JOBS at a time (6 kept an H100 96-99 % busy).
 # Resumable: rerun the same command. BENCHMARKS.md's trainability table comes from `trainability.py --table`.
+# Measured on an H100 (BENCHMARKS.md, "On the GPU device"): the generator's 2,600 steps take ~17 min there
+# (~40 images/s, host-bound), the main experiment's 18 detector runs ~16 min and the sweep's 24 ~20 min more.
 #
 #   bash benchmarks/trainability_gpu.sh OUT [JOBS] [GENERATOR_STEPS]
 set -euo pipefail
