@@ -136,11 +136,17 @@ def main() -> None:
     parser.add_argument(
         "--render-only", action="store_true", help="Render the synthetic folders, train no detector."
     )
+    parser.add_argument("--variants", nargs="+", metavar="NAME", help="Only these experiments (default: all chosen).")
     parser.add_argument("--jobs", type=int, default=1, help="Detector trainings run at once (processes).")
     parser.add_argument("--run", nargs=3, metavar=("VARIANT", "ARM", "SEED"), help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     variants = NO_GENERATOR if args.no_generator else MAIN + (SWEEP if args.sweep else [])
+    if args.variants:
+        unknown = set(args.variants) - {v.name for v in MAIN + SWEEP + NO_GENERATOR}
+        if unknown:
+            raise SystemExit(f"--variants: unknown {', '.join(sorted(unknown))}")
+        variants = [v for v in MAIN + SWEEP + NO_GENERATOR if v.name in args.variants]
     if args.run:
         name, arm, seed = args.run
         variant = next(v for v in MAIN + SWEEP + NO_GENERATOR if v.name == name)
