@@ -25,7 +25,8 @@ from ccaug.pipeline.run_folder import load_or_build_banks
 from ccaug.pipeline.text_embedding import HashedCaptionEmbedder
 from ccaug.recipes import load_recipe
 
-HOST_SYNCS = ("aten::_local_scalar_dense",)  # .item(), int(tensor), bool(tensor): the host waits for the device
+# the host waits for the device: .item(), int(tensor), bool(tensor), and every output whose size depends on the data
+HOST_SYNCS = ("aten::_local_scalar_dense", "aten::nonzero", "aten::unique_consecutive")
 
 
 def main() -> None:
@@ -59,10 +60,12 @@ def main() -> None:
 
     events = profiler.events()
     leaves = collections.Counter(event.name for event in events if not event.cpu_children)
-    syncs = sum(leaves[name] for name in HOST_SYNCS)
+    named = collections.Counter(event.name for event in events)  # nonzero and unique_consecutive are not leaves
+    syncs = sum(named[name] for name in HOST_SYNCS)
     print(f"{args.recipe}, batch {batch.valid.shape[0]}: {len(events)} profiled events, "
           f"{sum(leaves.values())} leaf operations, {syncs} host syncs")  # fmt: skip
     print("most frequent leaf operations:", ", ".join(f"{name} {n}" for name, n in leaves.most_common(12)))
+    print("host syncs:", ", ".join(f"{name} {named[name]}" for name in HOST_SYNCS))
 
 
 if __name__ == "__main__":

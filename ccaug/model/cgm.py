@@ -227,7 +227,8 @@ class CCDiffAttnProcessor(nn.Module):
             key = attn.norm_k(key)
         key = key.view(batch, slots, *key.shape[1:])
         value = value.view(batch, slots, *value.shape[1:])
-        return attn.to_out[1](weighted_instance_attention(query, key, value, grid.soft, attn.to_out[0]))
+        out = weighted_instance_attention(query, key, value, grid.soft, attn.to_out[0], grid.instance_cells)
+        return attn.to_out[1](out)
 
 
 # ----------------------------------------------------------------------------- installation

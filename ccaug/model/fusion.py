@@ -16,7 +16,7 @@ from torch import nn
 
 from ccaug.model.conditions import LayoutConditions
 from ccaug.model.embeddings import PositionNet
-from ccaug.model.masks import GridMasks
+from ccaug.model.masks import GridMasks, InstanceCells
 
 VARIANTS = ("ccdiff", "ccdiff_pp")
 INITS = ("default", "zero")
@@ -37,17 +37,13 @@ def merge_heads(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.transpose(-3, -2).reshape(*lead, length, heads * dim)
 
 
-# The soft maps S_i are sigmoids, so they are never exactly zero; terms weighted below this are skipped. It is
-# far below float32 resolution next to the kept terms (S_i < 1e-10 beyond ~1.9 half-axes of the ellipse).
-MIN_INSTANCE_WEIGHT = 1e-10
-
-
 def weighted_instance_attention(
     query: torch.Tensor,
     key: torch.Tensor,
     value: torch.Tensor,
     weights: torch.Tensor,
     projection: nn.Module,
+    cells: InstanceCells | None = None,
 ) -> torch.Tensor:
     """Σ_i weights_i ⊙ projection(attention(query, key_i, value_i)): one shared query, N instance contexts.
 
@@ -55,38 +51,38 @@ def weighted_instance_attention(
     instances are small (a car covers one or two cells of a 32×32 layer), so attending from every cell to
     every instance and then multiplying by a map that is ~0 nearly everywhere spent most of a training step on
     products that were thrown away. The cells of each instance are gathered (padded to the largest instance
-    of the batch), attended in one SDPA call, projected, weighted and summed back onto the grid. The price is
-    one device sync per call (the count of kept cells), which the GPU pays for memory it no longer needs.
+    of the batch), attended in one SDPA call, projected, weighted and summed back onto the grid. Finding the
+    cells makes the host wait for the device, so callers pass the ones their grid found once
+    (:attr:`GridMasks.instance_cells`).
 
     Args:
         query: ``(B, h, HW, d)`` head-split queries (the same for every instance).
         key, value: ``(B, N, h, T, d)`` head-split keys and values of each instance's context.
         weights: ``(B, N, HW)`` per-instance spatial weights (zero in padded slots).
         projection: the output projection ``h·d → C`` (a Linear, or any module applied row-wise).
+        cells: ``InstanceCells.where(weights)``, found here when not given.
 
     Returns:
         ``(B, HW, C)``.
     """
-    batch, heads, cells, dim = query.shape
+    batch, heads, num_cells, dim = query.shape
     slots, tokens = key.shape[1], key.shape[3]
-    rows, slot, cell = (weights > MIN_INSTANCE_WEIGHT).nonzero(as_tuple=True)  # ordered by (row, slot, cell)
-    pair = rows * slots + slot  # non-decreasing: each instance's cells are contiguous
-    pairs, counts = torch.unique_consecutive(pair, return_counts=True)
-    group = torch.repeat_interleave(torch.arange(len(pairs), device=query.device), counts)
-    position = torch.arange(len(pair), device=query.device) - (torch.cumsum(counts, 0) - counts)[group]
-    longest = int(counts.max()) if len(counts) else 0
+    kept = InstanceCells.where(weights) if cells is None else cells
+    rows, slot, cell, group, position = kept.rows, kept.slot, kept.cell, kept.group, kept.position
 
     gathered = query.permute(0, 2, 1, 3)[rows, cell]  # (Q, h, d)
-    padded = gathered.new_zeros(len(pairs), longest, heads, dim).index_put((group, position), gathered)
+    padded = gathered.new_zeros(len(kept.pairs), kept.longest, heads, dim)
+    padded = padded.index_put((group, position), gathered)
     out = F.scaled_dot_product_attention(
         padded.transpose(1, 2),
-        key.reshape(batch * slots, heads, tokens, dim)[pairs],
-        value.reshape(batch * slots, heads, tokens, dim)[pairs],
+        key.reshape(batch * slots, heads, tokens, dim)[kept.pairs],
+        value.reshape(batch * slots, heads, tokens, dim)[kept.pairs],
     )  # (G, h, longest, d)
-    attended = out.transpose(1, 2)[group, position].reshape(len(pair), heads * dim)
+    attended = out.transpose(1, 2)[group, position].reshape(len(rows), heads * dim)
     weighted = weights[rows, slot, cell].unsqueeze(-1) * projection(attended)  # (Q, C)
-    summed = weighted.new_zeros(batch * cells, weighted.shape[-1]).index_add(0, rows * cells + cell, weighted)
-    return summed.view(batch, cells, -1)
+    summed = weighted.new_zeros(batch * num_cells, weighted.shape[-1])
+    summed = summed.index_add(0, rows * num_cells + cell, weighted)
+    return summed.view(batch, num_cells, -1)
 
 
 class FusionAttention(nn.Module):
@@ -222,7 +218,9 @@ class CCDiffFusion(nn.Module):
         query = split_heads(attention.to_q(self.norm_obj(x)), attention.heads)  # (B, h, HW, d)
         key = split_heads(attention.to_k(context), attention.heads)  # (B, N, h, T, d)
         value = split_heads(attention.to_v(context), attention.heads)
-        enhanced = weighted_instance_attention(query, key, value, grid.soft, attention.to_out[0])
+        enhanced = weighted_instance_attention(
+            query, key, value, grid.soft, attention.to_out[0], grid.instance_cells
+        )
         enhanced = attention.to_out[1](enhanced)
         return weighted_instance_ca + enhanced
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 
@@ -245,6 +246,56 @@ class GridMasks:
     soft: torch.Tensor
     background: torch.Tensor
     attention: torch.Tensor
+
+    @cached_property
+    def instance_cells(self) -> InstanceCells:
+        """The cells each instance's attention is computed at (:class:`InstanceCells` of `soft`), found once
+        per grid: every fused layer at this resolution shares them, and when sampling every step does too."""
+        return InstanceCells.where(self.soft)
+
+
+# The soft maps S_i are sigmoids, so they are never exactly zero; terms weighted below this are skipped. It is
+# far below float32 resolution next to the kept terms (S_i < 1e-10 beyond ~1.9 half-axes of the ellipse).
+MIN_INSTANCE_WEIGHT = 1e-10
+
+
+@dataclass(frozen=True)
+class InstanceCells:
+    """The (instance, cell) pairs whose weight is above `MIN_INSTANCE_WEIGHT`, laid out for one padded
+    attention call (see :func:`ccaug.model.fusion.weighted_instance_attention`).
+
+    They depend on the weights alone. Finding them makes the host wait for the device three times (the
+    number of kept cells, the number of instances, the longest instance), so :attr:`GridMasks.instance_cells`
+    finds them once per grid instead of once per attention call.
+
+    Attributes:
+        rows, slot, cell: ``(Q,)`` sample, slot and cell of each kept pair, ordered by (row, slot, cell).
+        pairs: ``(G,)`` flat index ``row · N + slot`` of each instance with at least one kept cell.
+        group, position: ``(Q,)`` each pair's instance (index into `pairs`) and place within it.
+        longest: the most cells any instance keeps (the padded length).
+    """
+
+    rows: torch.Tensor
+    slot: torch.Tensor
+    cell: torch.Tensor
+    pairs: torch.Tensor
+    group: torch.Tensor
+    position: torch.Tensor
+    longest: int
+
+    @classmethod
+    def where(cls, weights: torch.Tensor) -> InstanceCells:
+        """The kept pairs of ``weights (B, N, HW)``."""
+        slots = weights.shape[1]
+        rows, slot, cell = (weights > MIN_INSTANCE_WEIGHT).nonzero(as_tuple=True)
+        pair = rows * slots + slot  # non-decreasing: each instance's cells are contiguous
+        pairs, counts = torch.unique_consecutive(pair, return_counts=True)
+        group = torch.repeat_interleave(
+            torch.arange(len(pairs), device=weights.device), counts, output_size=len(pair)
+        )  # output_size: without it the host waits for counts.sum()
+        position = torch.arange(len(pair), device=weights.device) - (torch.cumsum(counts, 0) - counts)[group]
+        longest = int(counts.max()) if len(counts) else 0
+        return cls(rows, slot, cell, pairs, group, position, longest)
 
 
 class LayoutMasks:

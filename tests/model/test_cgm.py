@@ -17,7 +17,14 @@ from ccaug.model.cgm import (
 )
 from ccaug.model.conditions import LayoutConditions
 from ccaug.model.fusion import weighted_instance_attention
-from ccaug.model.masks import LayoutMasks, background_mask, polygon_masks, soft_ellipse_maps
+from ccaug.model.masks import (
+    MIN_INSTANCE_WEIGHT,
+    InstanceCells,
+    LayoutMasks,
+    background_mask,
+    polygon_masks,
+    soft_ellipse_maps,
+)
 
 D = 32  # cross-attention dim of the tiny UNet = width of every condition token
 UNET_CONFIG = {
@@ -267,6 +274,39 @@ def test_masks_are_computed_once_per_resolution_and_reused_across_steps(monkeypa
     run(unet, latents, tokens, layout)
     run(unet, latents, tokens, layout)
     assert sorted(computed) == [(4, 4), (8, 8)]  # mid block at 4×4, both up_blocks.1 layers at 8×8
+
+
+def test_instance_cells_are_found_once_per_resolution_and_reused_across_steps(monkeypatch) -> None:
+    """Finding them waits for the device; each fused layer makes two instance attention calls."""
+    found = []
+    original = InstanceCells.where.__func__
+
+    def counting(cls, weights):
+        found.append(tuple(weights.shape))
+        return original(cls, weights)
+
+    monkeypatch.setattr(InstanceCells, "where", classmethod(counting))
+    latents, tokens = unet_inputs(1)
+    unet = tiny_unet()
+    install_ccdiff_processors(unet, "ccdiff")
+    layout = random_layout(1, 2, [2])
+    first = run(unet, latents, tokens, layout)
+    second = run(unet, latents, tokens, layout)
+    assert sorted(found) == [(1, 2, 16), (1, 2, 64)]
+    torch.testing.assert_close(second, first)
+
+
+def test_weighted_instance_attention_with_cells_found_beforehand_is_the_same() -> None:
+    torch.manual_seed(2)
+    projection = torch.nn.Linear(8, 6)
+    query, key, value = torch.randn(2, 2, 12, 4), torch.randn(2, 3, 2, 5, 4), torch.randn(2, 3, 2, 5, 4)
+    weights = torch.rand(2, 3, 12) * (torch.rand(2, 3, 12) > 0.5)
+    cells = InstanceCells.where(weights)
+    assert cells.longest == int((weights > MIN_INSTANCE_WEIGHT).sum(-1).max())
+    torch.testing.assert_close(
+        weighted_instance_attention(query, key, value, weights, projection, cells),
+        weighted_instance_attention(query, key, value, weights, projection),
+    )
 
 
 def test_non_square_latents_need_the_latent_size() -> None:
