@@ -175,17 +175,17 @@ class CCDiffGenerator(nn.Module):
             raise ValueError(
                 f"the batch has {slots} instance slots, more than max_instances={self.config.max_instances}"
             )
-        drop = torch.zeros(batch_size, dtype=torch.bool) if drop is None else drop.bool()
-        drop = drop.to(device)
-        valid = batch.valid.to(device) & ~drop[:, None]
-        labels = batch.labels.to(device)
-        if valid.any() and not ((labels[valid] >= 0) & (labels[valid] < len(self.config.categories))).all():
+        # the labels are checked on the host, where the batch was built: on a GPU the check would wait for it
+        drop = torch.zeros(batch_size, dtype=torch.bool) if drop is None else drop.bool().cpu()
+        valid = batch.valid.cpu() & ~drop[:, None]
+        labels = batch.labels.cpu()
+        if not ((labels[valid] >= 0) & (labels[valid] < len(self.config.categories))).all():
             raise ValueError(
                 f"labels must index the {len(self.config.categories)} categories of the generator"
             )
-        labels = torch.where(valid, labels, 0)
-
         captions = ["" if dropped else text for text, dropped in zip(batch.captions, drop.tolist())]
+        labels = torch.where(valid, labels, 0).to(device)
+        valid, drop = valid.to(device), drop.to(device)
         caption = self.encode_text(captions)
         label_text = self.encode_text(self.config.categories, self.label_length)  # (C, L', D): once per call
         hit = None

@@ -289,3 +289,7 @@ def test_a_batch_with_too_many_slots_or_bad_labels_is_refused():
     batch.labels[0, 0] = 3
     with pytest.raises(ValueError, match="3 categories"):
         generator.encode(batch)
+    generator.encode(batch, drop=torch.tensor([True, False]))  # a dropped row's labels are never read
+    padded = make_batch(slots=3, counts=[2, 2])
+    padded.labels[0, 2] = -1  # nor are a padded slot's
+    generator.encode(padded)
