@@ -33,6 +33,7 @@ Usage:
   python benchmarks/trainability.py --out /tmp/trainability --model GEN_DIR [--epochs 100] [--device 0]
   python benchmarks/trainability.py --out /tmp/trainability --sweep          # main + the sweep
   python benchmarks/trainability.py --out /tmp/trainability --table          # print the tables only
+  python benchmarks/trainability.py --out /tmp/trainability --table --model GEN_DIR --curve curve.png
   python benchmarks/trainability.py --out /tmp/trainability --sweep --device 0 --jobs 6   # one GPU, 6 at once
 
 --jobs N runs N detector trainings at once, each its own process with its own seed: one YOLOv8n on 256 px
@@ -130,6 +131,7 @@ def main() -> None:
     parser.add_argument("--synth-batch", type=int, default=32)
     parser.add_argument("--sweep", action="store_true", help="Also run the sweep (HBB only).")
     parser.add_argument("--table", action="store_true", help="Only print the tables of the finished experiments.")
+    parser.add_argument("--curve", type=Path, metavar="PNG", help="With --table: draw --model's training loss here.")
     parser.add_argument(
         "--no-generator", action="store_true", help="Only the real-only and copy-paste arms (no synthesis)."
     )
@@ -174,6 +176,12 @@ def main() -> None:
             run_variant(variant, args)
         print(f"all experiments done in {(time.perf_counter() - started) / 60:.1f} min")
     print_tables(args.out, NO_GENERATOR + MAIN + SWEEP)
+    if args.curve:
+        if args.model is None:
+            raise SystemExit("--curve draws the generator's training loss: give its run folder as --model")
+        from train_default_generator import draw_curve  # lazy: it imports the generator (diffusers)
+
+        print(f"curve: {draw_curve(Path(args.model) / 'metrics.jsonl', args.curve, title=f'generator of {REAL_N} real')}")
 
 
 # --------------------------------------------------------------------------------------------------------
