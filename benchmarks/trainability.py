@@ -63,7 +63,8 @@ import numpy as np
 
 from ccaug.data.formats import read_dataset, write_dataset
 from ccaug.detect import DetectorSettings, TrainabilityConfig, run_trainability
-from ccaug.detect.experiment import BASELINE
+from ccaug.detect.experiment import BASELINE, SYNTHETIC, RunResult
+from ccaug.detect.report import build_report
 from ccaug.fileio import copy_file
 from ccaug.pipeline.synth_plan import SynthSettings
 from ccaug.workspace import EMBEDDED, resolve_source
@@ -355,17 +356,45 @@ def print_tables(out: Path, variants: list[Variant]) -> None:
     print("\n| experiment | arm | seeds | mAP50 | mAP50-95 | gain mAP50 (paired) | gain mAP50-95 (paired) |")
     print("|---|---|---|---|---|---|---|")
     for variant in variants:
-        report_file = out / "detect" / variant.name / "report.json"
-        if not report_file.is_file():
-            continue
-        report = json.loads(report_file.read_text())
+        folder = out / "detect" / variant.name
+        report_file = folder / "report.json"
+        if report_file.is_file():
+            report, partial = json.loads(report_file.read_text()), ""
+        else:
+            report = partial_report(folder, out / "detect" / "main" if variant in SWEEP else None)
+            if report is None:
+                continue
+            partial = " (partial)"
         for arm, entry in report["arms"].items():
             if arm == BASELINE and variant.name not in ("main", "main-obb", *(v.name for v in NO_GENERATOR)):
                 continue  # the sweep's baseline is the main one
             print(
-                f"| {variant.name} ({variant.task}) | {arm} | {len(entry['seeds'])} | {score(entry['map50'])} | "
+                f"| {variant.name} ({variant.task}){partial} | {arm} | {len(entry['seeds'])} | {score(entry['map50'])} | "
                 f"{score(entry['map50_95'])} | {gain(entry.get('gain_map50'))} | {gain(entry.get('gain_map50_95'))} |"
             )
+
+
+def partial_report(folder: Path, baseline_from: Path | None = None) -> dict | None:
+    """The report of an unfinished experiment over its seeds whose every arm has finished, or None if there
+    is no such seed: gains are paired by seed, so a seed with a missing arm cannot count. A sweep experiment
+    takes its real-only runs from `baseline_from` (the main one) until `run_variant` has copied them."""
+    experiment = folder / "experiment.json"
+    if not experiment.is_file():
+        return None
+    config = json.loads(experiment.read_text())
+    arms = [BASELINE] + ([SYNTHETIC] if config["synthetic"] else []) + config["augment"]
+    finished = {arm: {} for arm in arms}
+    result_files = list(folder.glob("runs/*/seed*/result.json"))
+    if baseline_from is not None:
+        result_files += baseline_from.glob(f"runs/{BASELINE}/seed*/result.json")
+    for result_file in result_files:
+        result = RunResult(**json.loads(result_file.read_text()))
+        if result.arm in finished:
+            finished[result.arm][result.seed] = result
+    seeds = sorted(set.intersection(*(set(runs) for runs in finished.values())))
+    if not seeds:
+        return None
+    return build_report(config, [finished[arm][seed] for seed in seeds for arm in arms])
 
 
 def score(summary: dict) -> str:
