@@ -63,7 +63,7 @@ import numpy as np
 
 from ccaug.data.formats import read_dataset, write_dataset
 from ccaug.detect import DetectorSettings, TrainabilityConfig, run_trainability
-from ccaug.detect.experiment import BASELINE, SYNTHETIC, RunResult
+from ccaug.detect.experiment import BASELINE, RunResult
 from ccaug.detect.report import build_report
 from ccaug.fileio import copy_file
 from ccaug.pipeline.synth_plan import SynthSettings
@@ -382,7 +382,7 @@ def partial_report(folder: Path, baseline_from: Path | None = None) -> dict | No
     if not experiment.is_file():
         return None
     config = json.loads(experiment.read_text())
-    arms = [BASELINE] + ([SYNTHETIC] if config["synthetic"] else []) + config["augment"]
+    arms = TrainabilityConfig(config["real"], config["synthetic"], augment=tuple(config["augment"])).arms
     finished = {arm: {} for arm in arms}
     result_files = list(folder.glob("runs/*/seed*/result.json"))
     if baseline_from is not None:
