@@ -8,7 +8,7 @@
 # On the device, begin each command with (used on an H100, 2026-11-24):
 #   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
 #     && mkdir -p /tmp/site/polars && touch /tmp/site/polars/__init__.py && export PYTHONPATH=/tmp/site:$PWD || exit
-# and run the CLI as `python3 -c "from cli import app; app()" ARGS` (nothing is pip-installed there).
+# and run the CLI as `python3 -m ccaug ARGS` (nothing is pip-installed there).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p .git/info && { grep -qx "/.whl/" .git/info/exclude 2>/dev/null || echo "/.whl/" >> .git/info/exclude; }

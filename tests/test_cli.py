@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from ccaug.cli import app
 from ccaug.data import read_dataset
 from ccaug.layouts.layout import read_layouts
-from cli import app
 
 runner = CliRunner()
 
@@ -25,6 +27,13 @@ def aerial(tmp_path_factory):
     result = invoke("data", "make-aerial", "--out", out, "--n", 8, "--seed", 3, "--workers", 1)
     assert result.exit_code == 0, result.output
     return out
+
+
+def test_python_dash_m_ccaug_is_the_same_command_line_for_module_launchers():
+    """`accelerate launch -m ccaug ...` and `torchrun -m ccaug ...` start the package as a module."""
+    result = subprocess.run([sys.executable, "-m", "ccaug", "data", "--help"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "Usage: ccaug data" in result.stdout and "make-aerial" in result.stdout
 
 
 @pytest.mark.parametrize("command", ["make-aerial", "import", "tile", "stats", "show"])

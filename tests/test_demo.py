@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from ccaug.cli import app
 from ccaug.data import read_dataset
 from ccaug.datasets import make_aerial
 from ccaug.datasets.aerial import AERIAL_CLASSES
 from ccaug.demo import QUICK
 from ccaug.layouts.layout import read_layouts
-from cli import app
 from tests.pipeline.test_synth import save_generator
 
 pytestmark = pytest.mark.filterwarnings("ignore:a text of", "ignore:class '")

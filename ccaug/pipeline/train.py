@@ -373,6 +373,6 @@ def refuse_unsynchronised_launch(accelerator: Accelerator | PartialState) -> Non
         raise RuntimeError(
             f"{launched} processes were launched but accelerate runs each alone (distributed type "
             f"{accelerator.distributed_type}); on a CPU machine launch with ACCELERATE_USE_CPU=1 in the "
-            "environment (e.g. `ACCELERATE_USE_CPU=1 torchrun --nproc_per_node N cli.py train-generator ...`), "
+            "environment (e.g. `ACCELERATE_USE_CPU=1 torchrun --nproc_per_node N -m ccaug train-generator ...`), "
             "on GPUs check the accelerate config"
         )

@@ -248,7 +248,7 @@ def test_bad_input_is_refused_before_anything_is_written(aerial: Path, generator
 
 
 def test_the_registered_generator_is_the_default_and_the_cli_prints_a_summary(aerial: Path, generator: Path, tmp_path: Path, monkeypatch) -> None:
-    from cli import app
+    from ccaug.cli import app
 
     monkeypatch.setenv("CCAUG_HOME", str(tmp_path / "home"))
     register_generator(aerial, generator)

@@ -144,7 +144,7 @@ def test_sd_recipe_without_model_paths_fails_naming_the_option(aerial: Path, tmp
 
 
 def test_cli_train_generator_runs_end_to_end(aerial: Path, tmp_path: Path) -> None:
-    from cli import app
+    from ccaug.cli import app
 
     generator = {**tiny_generator(aerial).to_dict(), "sd_path": None}
     training = {**dataclasses.asdict(TINY_TRAINING), "max_steps": 2}

@@ -356,7 +356,7 @@ def train_generator_command(
     max_steps: Annotated[int | None, typer.Option(help="Optimizer steps (overrides the recipe's training.max_steps).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in OUT from its checkpoint.")] = False,
 ) -> None:
-    """Train the CC-Diff generator; several GPUs with `accelerate launch cli.py train-generator ...`.
+    """Train the CC-Diff generator; several GPUs with `accelerate launch -m ccaug train-generator ...`.
 
     [bold]Examples[/]
 
@@ -525,14 +525,14 @@ def synth_command(
     """Render N annotated images whose layouts imitate SOURCE, with a trained CC-Diff generator.
 
     Rerunning the same command resumes (Ctrl-C stops after the current batch). Several GPUs:
-    `accelerate launch cli.py synth ...`, or `--num-shards K --shard-index I` as K separate jobs; the shards
+    `accelerate launch -m ccaug synth ...`, or `--num-shards K --shard-index I` as K separate jobs; the shards
     together write the same files one process would.
 
     [bold]Examples[/]
 
       ccaug synth --source aerial --n 1000 --out synth/
       ccaug synth --source dota --n 5000 --out synth-dota/ --model runs/dota-gen/ --layouts perturb --verify
-      accelerate launch cli.py synth --source dota --n 50000 --out synth-dota/ --batch-size 32 --precision bf16
+      accelerate launch -m ccaug synth --source dota --n 50000 --out synth-dota/ --batch-size 32 --precision bf16
     """
     import dataclasses as dc
 
