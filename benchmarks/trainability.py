@@ -60,8 +60,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from ccaug.data.formats import read_dataset, write_dataset
+from ccaug.data.geometry import POLY_COLUMNS
 from ccaug.detect import DetectorSettings, TrainabilityConfig, run_trainability
 from ccaug.detect.experiment import BASELINE, RunResult
 from ccaug.detect.report import build_report
@@ -97,7 +99,11 @@ SWEEP = [
     Variant("verify-rerender", "verify-rerender"),
     Variant("guidance-1.5", "guidance-1.5"),
     Variant("guidance-6", "guidance-6"),
+    # a control, not a CC-Diff setting: the 50 real training images themselves at the generator's 64 px, i.e.
+    # what a generator that reproduced its training set perfectly at its own resolution would add
+    Variant("real-at-64px", "real-at-64px"),
 ]
+GENERATOR_RESOLUTION = 64  # tiny-aerial's; the detector sees synthetic images upsampled 4x to --imgsz 256
 
 
 def synth_settings(name: str) -> SynthSettings:
@@ -237,6 +243,8 @@ def make_synthetic(name: str | None, args: argparse.Namespace) -> Path | None:
     folder = args.out / "synth" / name
     if name == "n-50":
         return first_images_of(make_synthetic("main", args), folder, 50)
+    if name == "real-at-64px":
+        return downsampled_real(scarce_folder(args.out), folder, GENERATOR_RESOLUTION)
     if is_finished(folder, args.n_synthetic):
         return folder  # rendered here or elsewhere: a machine that only trains detectors needs no generator
     from ccaug.pipeline.synth import synthesize  # imports diffusers
@@ -254,6 +262,7 @@ def make_synthetic(name: str | None, args: argparse.Namespace) -> Path | None:
 
 def needs_rendering(variants: list[Variant], args: argparse.Namespace) -> bool:
     names = {"main" if variant.synth == "n-50" else variant.synth for variant in variants if variant.synth}
+    names.discard("real-at-64px")
     return any(not is_finished(args.out / "synth" / name, args.n_synthetic) for name in names)
 
 
@@ -272,6 +281,33 @@ def first_images_of(source: Path, folder: Path, n: int) -> Path:
     ids = sorted(dataset.images["image_id"].tolist())[:n]
     shutil.rmtree(folder, ignore_errors=True)
     write_dataset(dataset.subset(ids), folder, "dota")
+    (folder / "done").write_text("")
+    return folder
+
+
+def downsampled_real(scarce: Path, folder: Path, size: int) -> Path:
+    """The scarce set's training images at `size` px (area filter) with their boxes scaled to match, as a
+    DOTA set shaped like a synth folder: the resolution control of the sweep."""
+    if (folder / "done").is_file():
+        return folder
+    from PIL import Image
+
+    real = read_dataset(scarce, "dota").split("train")
+    shutil.rmtree(folder, ignore_errors=True)
+    staging = folder / "staging"
+    images, instances = [], []
+    for row, boxes in real.iter_images():
+        file = f"images/{Path(row.file).stem}.png"
+        (staging / file).parent.mkdir(parents=True, exist_ok=True)
+        with Image.open(real.image_path(row)) as image:
+            image.convert("RGB").resize((size, size), Image.Resampling.BOX).save(staging / file)
+        images.append({"image_id": row.image_id, "file": file, "width": size, "height": size, "split": ""})
+        scaled = boxes.copy()
+        scaled[POLY_COLUMNS] = boxes[POLY_COLUMNS].to_numpy() * np.array([size / row.width, size / row.height] * 4)
+        instances.append(scaled)
+    dataset = real.replace(images=pd.DataFrame(images), instances=pd.concat(instances), root=staging)
+    write_dataset(dataset, folder, "dota")
+    shutil.rmtree(staging)
     (folder / "done").write_text("")
     return folder
 
