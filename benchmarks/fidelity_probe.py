@@ -28,14 +28,12 @@ import statistics
 from pathlib import Path
 
 import yaml
-from PIL import Image
+from trainability import GENERATOR_RESOLUTION, downsample
 
 from ccaug.data.formats import read_dataset, write_dataset
 from ccaug.detect import DetectorSettings
 from ccaug.detect.yolo import evaluate
 from ccaug.fileio import copy_file, write_json, write_text
-
-GENERATOR_RESOLUTION = 64  # tiny-aerial's
 
 
 def round_trip_val(real: Path, out: Path, size: int) -> Path:
@@ -48,8 +46,7 @@ def round_trip_val(real: Path, out: Path, size: int) -> Path:
     images.mkdir(parents=True)
     shutil.copytree(real / "labels" / "val", out / "labels" / "val", ignore=shutil.ignore_patterns("*.cache"))
     for path in sorted((real / "images" / "val").iterdir()):
-        with Image.open(path) as image:
-            image.convert("RGB").resize((size, size), Image.Resampling.BOX).save(images / f"{path.stem}.png")
+        downsample(path, images / f"{path.stem}.png", size)
     write_text(out / "data.yaml", yaml.safe_dump({"train": "images/val", "val": "images/val", "names": config["names"]}))
     return out / "data.yaml"
 

@@ -5,7 +5,8 @@ real-only vs + CC-Diff synthetic vs + copy-paste, both at mix 0.5, every arm wit
 (--epochs x 240 images seen), YOLOv8n from its YAML, 3 seeds, once with horizontal boxes (detect) and once
 with oriented boxes (obb). Then the sweep (--sweep) asks what moves the gain, one change at a time against
 the main HBB experiment: the layout source (sample / perturb only), the mix ratio, the number of synthetic
-images drawn from, verification (re-render until the instances are found) and the guidance scale.
+images drawn from, verification (re-render until the instances are found) and the guidance scale, beside a
+control (real-at-64px: the 50 real images themselves at the generator's 64 px, mixed in like synthetic ones).
 
 The scarce set is one fixed draw of 50 of the 240 real training images, written with the 60 real val images
 (and their terrain maps, for copy-paste) as OUT/real-50. Everything that learns from real data learns from
@@ -290,8 +291,6 @@ def downsampled_real(scarce: Path, folder: Path, size: int) -> Path:
     DOTA set shaped like a synth folder: the resolution control of the sweep."""
     if (folder / "done").is_file():
         return folder
-    from PIL import Image
-
     real = read_dataset(scarce, "dota").split("train")
     shutil.rmtree(folder, ignore_errors=True)
     staging = folder / "staging"
@@ -299,8 +298,7 @@ def downsampled_real(scarce: Path, folder: Path, size: int) -> Path:
     for row, boxes in real.iter_images():
         file = f"images/{Path(row.file).stem}.png"
         (staging / file).parent.mkdir(parents=True, exist_ok=True)
-        with Image.open(real.image_path(row)) as image:
-            image.convert("RGB").resize((size, size), Image.Resampling.BOX).save(staging / file)
+        downsample(real.image_path(row), staging / file, size)
         images.append({"image_id": row.image_id, "file": file, "width": size, "height": size, "split": ""})
         scaled = boxes.copy()
         scaled[POLY_COLUMNS] = boxes[POLY_COLUMNS].to_numpy() * np.array([size / row.width, size / row.height] * 4)
@@ -310,6 +308,14 @@ def downsampled_real(scarce: Path, folder: Path, size: int) -> Path:
     shutil.rmtree(staging)
     (folder / "done").write_text("")
     return folder
+
+
+def downsample(source: Path, target: Path, size: int) -> None:
+    """`source` as a `size` x `size` RGB image (area filter: what a generator trained at `size` px saw)."""
+    from PIL import Image
+
+    with Image.open(source) as image:
+        image.convert("RGB").resize((size, size), Image.Resampling.BOX).save(target)
 
 
 # --------------------------------------------------------------------------------------------------------
