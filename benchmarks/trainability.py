@@ -343,7 +343,8 @@ def run_variant(variant: Variant, args: argparse.Namespace) -> dict:
 
 def run_in_parallel(variants: list[Variant], args: argparse.Namespace) -> None:
     """Every unfinished run of `variants`, `args.jobs` at a time, each in its own process (logs beside its
-    run folder). The sweep's baselines are the main experiment's: `run_variant` copies them afterwards."""
+    run folder), seed by seed. The sweep's baselines are the main experiment's: `run_variant` copies them
+    afterwards."""
     pending = []
     for variant in variants:
         folder = args.out / "detect" / variant.name
@@ -353,6 +354,7 @@ def run_in_parallel(variants: list[Variant], args: argparse.Namespace) -> None:
                 reused = arm == BASELINE and variant in SWEEP
                 if not reused and not (folder / "runs" / arm / f"seed{seed}" / "result.json").is_file():
                     pending.append((variant.name, arm, seed))
+    pending.sort(key=lambda job: job[2])  # seed 0 of every variant first: a stopped chain leaves whole seeds
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
     print(f"{len(pending)} detector runs, {args.jobs} at a time, {threads} CPU threads each")
     started = time.perf_counter()
