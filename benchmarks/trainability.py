@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import shutil
 import subprocess
@@ -62,11 +61,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from trainability_results import STORE, load_runs, record_folder, restore_runs, save_run
 
 from ccaug.data.formats import read_dataset, write_dataset
 from ccaug.data.geometry import POLY_COLUMNS
 from ccaug.detect import DetectorSettings, TrainabilityConfig, run_trainability
-from ccaug.detect.experiment import BASELINE, RunResult
+from ccaug.detect.experiment import BASELINE, COPY_PASTE
 from ccaug.detect.report import build_report
 from ccaug.fileio import copy_file
 from ccaug.pipeline.synth_plan import SynthSettings
@@ -88,9 +88,15 @@ class Variant:
     copy_paste: bool = False
 
 
-MAIN = [Variant("main", "main", task="detect", copy_paste=True), Variant("main-obb", "main", task="obb", copy_paste=True)]
+MAIN = [
+    Variant("main", "main", task="detect", copy_paste=True),
+    Variant("main-obb", "main", task="obb", copy_paste=True),
+]
 # real-only and copy-paste alone: runnable (and timed) before a generator exists
-NO_GENERATOR = [Variant("no-generator", None, copy_paste=True), Variant("no-generator-obb", None, task="obb", copy_paste=True)]
+NO_GENERATOR = [
+    Variant("no-generator", None, copy_paste=True),
+    Variant("no-generator-obb", None, task="obb", copy_paste=True),
+]
 SWEEP = [
     Variant("layouts-sample", "layouts-sample"),
     Variant("layouts-perturb", "layouts-perturb"),
@@ -104,6 +110,7 @@ SWEEP = [
     # what a generator that reproduced its training set perfectly at its own resolution would add
     Variant("real-at-64px", "real-at-64px"),
 ]
+VARIANTS = {variant.name: variant for variant in NO_GENERATOR + MAIN + SWEEP}  # sources before their reusers
 GENERATOR_RESOLUTION = 64  # tiny-aerial's; the detector sees synthetic images upsampled 4x to --imgsz 256
 
 
@@ -123,7 +130,9 @@ def synth_settings(name: str) -> SynthSettings:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument(
         "--model",
@@ -138,29 +147,36 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="Ultralytics device: cpu, 0, or 0,1 (DDP).")
     parser.add_argument("--synth-batch", type=int, default=32)
     parser.add_argument("--sweep", action="store_true", help="Also run the sweep (HBB only).")
-    parser.add_argument("--table", action="store_true", help="Only print the tables of the finished experiments.")
-    parser.add_argument("--curve", type=Path, metavar="PNG", help="With --table: draw --model's training loss here.")
+    parser.add_argument(
+        "--table", action="store_true", help="Only print the tables of the finished experiments."
+    )
+    parser.add_argument(
+        "--curve", type=Path, metavar="PNG", help="With --table: draw --model's training loss here."
+    )
     parser.add_argument(
         "--no-generator", action="store_true", help="Only the real-only and copy-paste arms (no synthesis)."
     )
     parser.add_argument(
         "--render-only", action="store_true", help="Render the synthetic folders, train no detector."
     )
-    parser.add_argument("--variants", nargs="+", metavar="NAME", help="Only these experiments (default: all chosen).")
+    parser.add_argument(
+        "--variants", nargs="+", metavar="NAME", help="Only these experiments (default: all chosen)."
+    )
     parser.add_argument("--jobs", type=int, default=1, help="Detector trainings run at once (processes).")
     parser.add_argument("--run", nargs=3, metavar=("VARIANT", "ARM", "SEED"), help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     variants = NO_GENERATOR if args.no_generator else MAIN + (SWEEP if args.sweep else [])
     if args.variants:
-        unknown = set(args.variants) - {v.name for v in MAIN + SWEEP + NO_GENERATOR}
+        unknown = set(args.variants) - set(VARIANTS)
         if unknown:
             raise SystemExit(f"--variants: unknown {', '.join(sorted(unknown))}")
-        variants = [v for v in MAIN + SWEEP + NO_GENERATOR if v.name in args.variants]
+        variants = [variant for name, variant in VARIANTS.items() if name in args.variants]
     if args.run:
         name, arm, seed = args.run
-        variant = next(v for v in MAIN + SWEEP + NO_GENERATOR if v.name == name)
-        run_trainability(experiment_config(variant, args), args.out / "detect" / name, only={(arm, int(seed))})
+        run_trainability(
+            experiment_config(VARIANTS[name], args), args.out / "detect" / name, only={(arm, int(seed))}
+        )
         return
     if not args.table:
         scarce = write_scarce_set(scarce_folder(args.out))
@@ -183,13 +199,15 @@ def main() -> None:
             make_synthetic(variant.synth, args)
             run_variant(variant, args)
         print(f"all experiments done in {(time.perf_counter() - started) / 60:.1f} min")
-    print_tables(args.out, NO_GENERATOR + MAIN + SWEEP)
+    print_tables(list(VARIANTS.values()), args)
     if args.curve:
         if args.model is None:
             raise SystemExit("--curve draws the generator's training loss: give its run folder as --model")
         from train_default_generator import draw_curve  # lazy: it imports the generator (diffusers)
 
-        print(f"curve: {draw_curve(Path(args.model) / 'metrics.jsonl', args.curve, title=f'generator of {REAL_N} real')}")
+        print(
+            f"curve: {draw_curve(Path(args.model) / 'metrics.jsonl', args.curve, title=f'generator of {REAL_N} real')}"
+        )
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -214,7 +232,9 @@ def write_scarce_set(folder: Path, n: int = REAL_N, seed: int = SCARCE_SEED) -> 
         copy_file(source / name, folder / name)
     for row in scarce.images.itertuples():
         stem = Path(row.file).stem
-        copy_file(source / row.split / "terrain" / f"{stem}.png", folder / row.split / "terrain" / f"{stem}.png")
+        copy_file(
+            source / row.split / "terrain" / f"{stem}.png", folder / row.split / "terrain" / f"{stem}.png"
+        )
     (folder / "done").write_text("")
     return folder
 
@@ -257,7 +277,9 @@ def make_synthetic(name: str | None, args: argparse.Namespace) -> Path | None:
         precision="bf16" if args.device != "cpu" else "no", detector_settings=detector,
     )  # fmt: skip
     if not result.complete:
-        raise SystemExit(f"{folder}: synthesis stopped at {result.done} of {result.n} images; rerun to finish")
+        raise SystemExit(
+            f"{folder}: synthesis stopped at {result.done} of {result.n} images; rerun to finish"
+        )
     return folder
 
 
@@ -270,7 +292,11 @@ def needs_rendering(variants: list[Variant], args: argparse.Namespace) -> bool:
 def is_finished(folder: Path, n: int) -> bool:
     """A synth folder whose last file (the summary) is written, with `n` images in its manifest."""
     manifest = folder / "manifest.jsonl"
-    return (folder / "summary.json").is_file() and manifest.is_file() and len(manifest.read_text().splitlines()) == n
+    return (
+        (folder / "summary.json").is_file()
+        and manifest.is_file()
+        and len(manifest.read_text().splitlines()) == n
+    )
 
 
 def first_images_of(source: Path, folder: Path, n: int) -> Path:
@@ -301,7 +327,9 @@ def downsampled_real(scarce: Path, folder: Path, size: int) -> Path:
         downsample(real.image_path(row), staging / file, size)
         images.append({"image_id": row.image_id, "file": file, "width": size, "height": size, "split": ""})
         scaled = boxes.copy()
-        scaled[POLY_COLUMNS] = boxes[POLY_COLUMNS].to_numpy() * np.array([size / row.width, size / row.height] * 4)
+        scaled[POLY_COLUMNS] = boxes[POLY_COLUMNS].to_numpy() * np.array(
+            [size / row.width, size / row.height] * 4
+        )
         instances.append(scaled)
     dataset = real.replace(images=pd.DataFrame(images), instances=pd.concat(instances), root=staging)
     write_dataset(dataset, folder, "dota")
@@ -326,34 +354,86 @@ def experiment_config(variant: Variant, args: argparse.Namespace) -> Trainabilit
     detector = DetectorSettings(task=variant.task, epochs=args.epochs, imgsz=args.imgsz, device=args.device)
     return TrainabilityConfig(
         real=str(scarce_folder(args.out)), real_format="dota",
-        synthetic=str(args.out / "synth" / variant.synth) if variant.synth else None, synthetic_format="dota", mix=variant.mix, epoch_images=EPOCH_IMAGES,
-        augment=("copy-paste",) if variant.copy_paste else (), seeds=args.seeds, detector=detector,
+        synthetic=str(synthetic_folder(variant, args)) if variant.synth else None, synthetic_format="dota",
+        mix=variant.mix, epoch_images=EPOCH_IMAGES, augment=(COPY_PASTE,) if variant.copy_paste else (),
+        seeds=args.seeds, detector=detector,
     )  # fmt: skip
+
+
+def synthetic_folder(variant: Variant, args: argparse.Namespace) -> Path | None:
+    return args.out / "synth" / variant.synth if variant.synth else None
+
+
+def record_owner(variant: Variant, arm: str) -> Variant:
+    """The experiment whose records hold `variant`'s runs of `arm`. A seed's real-only run does not depend on
+    the synthetic set or the mix (same 50 images, budget, seed and epoch size), nor its copy-paste run at the
+    same mix, so each trains once per task and is recorded under the experiment that needs no generator."""
+    shared = VARIANTS["no-generator-obb" if variant.task == "obb" else "no-generator"]
+    if arm == BASELINE or (arm == COPY_PASTE and variant.mix == shared.mix):
+        return shared
+    return variant
+
+
+def records_of(variant: Variant, args: argparse.Namespace) -> Path:
+    return record_folder(variant.name, experiment_config(variant, args))
+
+
+def restore_variant(variant: Variant, args: argparse.Namespace) -> None:
+    """Bring the recorded runs of `variant` back into its claimed output folder, so that only the missing
+    runs train."""
+    runs = args.out / "detect" / variant.name / "runs"
+    restored = left_out = 0
+    for arm in experiment_config(variant, args).arms:
+        records = records_of(record_owner(variant, arm), args)
+        counts = restore_runs(records, runs, arm, synthetic_folder(variant, args))
+        restored, left_out = restored + counts["restored"], left_out + counts["other synthetic images"]
+    if restored or left_out:
+        print(f"{variant.name}: {restored} finished runs restored from {STORE}"
+              + (f"; {left_out} synthetic runs on other images train again" if left_out else ""))  # fmt: skip
+
+
+def save_variant(variant: Variant, args: argparse.Namespace) -> None:
+    """Record every finished run of `variant` in the repository (benchmarks/results/), under its owner."""
+    for run_folder in sorted((args.out / "detect" / variant.name / "runs").glob("*/seed*/")):
+        owner = record_owner(variant, run_folder.parent.name)
+        save_run(
+            run_folder,
+            records_of(owner, args),
+            experiment_config(owner, args),
+            synthetic_folder(variant, args),
+        )
 
 
 def run_variant(variant: Variant, args: argparse.Namespace) -> dict:
     folder = args.out / "detect" / variant.name
-    if variant in SWEEP:
-        reuse_baseline(args.out / "detect" / "main", folder, args.seeds)
+    config = experiment_config(variant, args)
+    run_trainability(config, folder, only=())  # claims the folder and writes its data
+    restore_variant(variant, args)
     started = time.perf_counter()
-    report = run_trainability(experiment_config(variant, args), folder)
+    try:
+        report = run_trainability(config, folder)
+    finally:
+        save_variant(variant, args)
     print(f"{variant.name}: {time.perf_counter() - started:.0f} s")
     return report
 
 
 def run_in_parallel(variants: list[Variant], args: argparse.Namespace) -> None:
     """Every unfinished run of `variants`, `args.jobs` at a time, each in its own process (logs beside its
-    run folder), seed by seed. The sweep's baselines are the main experiment's: `run_variant` copies them
-    afterwards."""
-    pending = []
+    run folder), seed by seed, each recorded as soon as it finishes. A run that several experiments share
+    (`record_owner`) trains in the first of them; `run_variant` restores it into the others afterwards."""
+    pending, owned = [], set()
     for variant in variants:
         folder = args.out / "detect" / variant.name
         run_trainability(experiment_config(variant, args), folder, only=())  # writes the shared data once
+        restore_variant(variant, args)
         for seed in range(args.seeds):
             for arm in experiment_config(variant, args).arms:
-                reused = arm == BASELINE and variant in SWEEP
-                if not reused and not (folder / "runs" / arm / f"seed{seed}" / "result.json").is_file():
-                    pending.append((variant.name, arm, seed))
+                owner = (record_owner(variant, arm).name, arm, seed)
+                if owner in owned or (folder / "runs" / arm / f"seed{seed}" / "result.json").is_file():
+                    continue
+                owned.add(owner)
+                pending.append((variant.name, arm, seed))
     pending.sort(key=lambda job: job[2])  # seed 0 of every variant first: a stopped chain leaves whole seeds
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
     print(f"{len(pending)} detector runs, {args.jobs} at a time, {threads} CPU threads each")
@@ -361,8 +441,24 @@ def run_in_parallel(variants: list[Variant], args: argparse.Namespace) -> None:
 
     def run_one(job: tuple[str, str, int]) -> int:
         name, arm, seed = job
-        command = [sys.executable, __file__, "--out", str(args.out), "--epochs", str(args.epochs), "--seeds",
-                   str(args.seeds), "--imgsz", str(args.imgsz), "--device", args.device, "--run", name, arm, str(seed)]
+        command = [
+            sys.executable,
+            __file__,
+            "--out",
+            str(args.out),
+            "--epochs",
+            str(args.epochs),
+            "--seeds",
+            str(args.seeds),
+            "--imgsz",
+            str(args.imgsz),
+            "--device",
+            args.device,
+            "--run",
+            name,
+            arm,
+            str(seed),
+        ]
         if args.model:
             command += ["--model", args.model]
         log_file = args.out / "detect" / name / "runs" / arm / f"seed{seed}.log"
@@ -370,8 +466,13 @@ def run_in_parallel(variants: list[Variant], args: argparse.Namespace) -> None:
         with log_file.open("w") as log:
             code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT,
                                    env={**os.environ, "OMP_NUM_THREADS": str(threads)})  # fmt: skip
-        print(f"{name} {arm} seed {seed}: {'done' if code == 0 else f'FAILED ({code}), see {log_file}'} "
-              f"at {(time.perf_counter() - started) / 60:.1f} min", flush=True)
+        if code == 0:
+            save_variant(VARIANTS[name], args)
+        print(
+            f"{name} {arm} seed {seed}: {'done' if code == 0 else f'FAILED ({code}), see {log_file}'} "
+            f"at {(time.perf_counter() - started) / 60:.1f} min",
+            flush=True,
+        )
         return code
 
     with ThreadPoolExecutor(args.jobs) as pool:
@@ -380,37 +481,22 @@ def run_in_parallel(variants: list[Variant], args: argparse.Namespace) -> None:
         raise SystemExit(f"{sum(1 for code in codes if code)} detector runs failed; rerun to retry them")
 
 
-def reuse_baseline(main: Path, folder: Path, seeds: int) -> None:
-    """Copy the main experiment's finished real-only results: run_trainability skips a run whose
-    result.json exists, and the baseline of a seed is the same run in every HBB experiment."""
-    for seed in range(seeds):
-        source = main / "runs" / BASELINE / f"seed{seed}" / "result.json"
-        target = folder / "runs" / BASELINE / f"seed{seed}" / "result.json"
-        if source.is_file() and not target.is_file():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, target)
-
-
 # --------------------------------------------------------------------------------------------------------
 # tables
 
 
-def print_tables(out: Path, variants: list[Variant]) -> None:
-    """One Markdown table per finished experiment group, ready for BENCHMARKS.md."""
+def print_tables(variants: list[Variant], args: argparse.Namespace) -> None:
+    """One Markdown table of every experiment with recorded runs (benchmarks/results/), ready for
+    BENCHMARKS.md; an experiment with fewer finished seeds than --seeds is marked partial."""
     print("\n| experiment | arm | seeds | mAP50 | mAP50-95 | gain mAP50 (paired) | gain mAP50-95 (paired) |")
     print("|---|---|---|---|---|---|---|")
     for variant in variants:
-        folder = out / "detect" / variant.name
-        report_file = folder / "report.json"
-        if report_file.is_file():
-            report, partial = json.loads(report_file.read_text()), ""
-        else:
-            report = partial_report(folder, out / "detect" / "main" if variant in SWEEP else None)
-            if report is None:
-                continue
-            partial = " (partial)"
+        report = recorded_report(variant, args)
+        if report is None:
+            continue
+        partial = " (partial)" if len(report["arms"][BASELINE]["seeds"]) < args.seeds else ""
         for arm, entry in report["arms"].items():
-            if arm == BASELINE and variant.name not in ("main", "main-obb", *(v.name for v in NO_GENERATOR)):
+            if arm == BASELINE and variant in SWEEP:
                 continue  # the sweep's baseline is the main one
             print(
                 f"| {variant.name} ({variant.task}){partial} | {arm} | {len(entry['seeds'])} | {score(entry['map50'])} | "
@@ -418,27 +504,18 @@ def print_tables(out: Path, variants: list[Variant]) -> None:
             )
 
 
-def partial_report(folder: Path, baseline_from: Path | None = None) -> dict | None:
-    """The report of an unfinished experiment over its seeds whose every arm has finished, or None if there
-    is no such seed: gains are paired by seed, so a seed with a missing arm cannot count. A sweep experiment
-    takes its real-only runs from `baseline_from` (the main one) until `run_variant` has copied them."""
-    experiment = folder / "experiment.json"
-    if not experiment.is_file():
-        return None
-    config = json.loads(experiment.read_text())
-    arms = TrainabilityConfig(config["real"], config["synthetic"], augment=tuple(config["augment"])).arms
-    finished = {arm: {} for arm in arms}
-    result_files = list(folder.glob("runs/*/seed*/result.json"))
-    if baseline_from is not None:
-        result_files += baseline_from.glob(f"runs/{BASELINE}/seed*/result.json")
-    for result_file in result_files:
-        result = RunResult(**json.loads(result_file.read_text()))
-        if result.arm in finished:
-            finished[result.arm][result.seed] = result
-    seeds = sorted(set.intersection(*(set(runs) for runs in finished.values())))
+def recorded_report(variant: Variant, args: argparse.Namespace) -> dict | None:
+    """The report of `variant` over its seeds whose every arm is recorded, or None if there is no such seed:
+    gains are paired by seed, so a seed with a missing arm cannot count."""
+    config = experiment_config(variant, args)
+    runs = {}
+    for arm in config.arms:
+        for run in load_runs(records_of(record_owner(variant, arm), args), arm):
+            runs[arm, run.seed] = run
+    seeds = [seed for seed in range(args.seeds) if all((arm, seed) in runs for arm in config.arms)]
     if not seeds:
         return None
-    return build_report(config, [finished[arm][seed] for seed in seeds for arm in arms])
+    return build_report(config.to_dict(), [runs[arm, seed] for seed in seeds for arm in config.arms])
 
 
 def score(summary: dict) -> str:
