@@ -25,9 +25,12 @@ so each row of the table can be reproduced with the CLI alone, for example the m
   ccaug train-detector --real OUT/real-50 --synthetic OUT/synth/main --mix 0.5 --augment copy-paste \
       --epoch-images 240 --epochs 100 --seeds 3 --out OUT/detect/main
 
-The real-only runs of a seed do not depend on the synthetic set (same 50 images, budget and seed), so the
-sweep's experiments reuse the main experiment's finished baseline runs instead of training them again.
-Everything is resumable: rerun the same command after an interruption.
+The real-only runs of a seed do not depend on the synthetic set (same 50 images, budget and seed), nor its
+copy-paste runs at the same mix, so each trains once per task, in whichever experiment needs it first, and is
+recorded under the no-generator experiment of its task; the others read it from there.
+Everything is resumable: rerun the same command after an interruption. Every finished run is also recorded
+in the repository (benchmarks/results/trainability/, see trainability_results.py) and restored from there on a
+new machine, and the tables are built from those records, so commit them as the runs finish.
 
 Usage:
   python benchmarks/trainability.py --out /tmp/trainability          # writes /tmp/trainability/real-50, stops
