@@ -444,24 +444,8 @@ def run_in_parallel(variants: list[Variant], args: argparse.Namespace) -> None:
 
     def run_one(job: tuple[str, str, int]) -> int:
         name, arm, seed = job
-        command = [
-            sys.executable,
-            __file__,
-            "--out",
-            str(args.out),
-            "--epochs",
-            str(args.epochs),
-            "--seeds",
-            str(args.seeds),
-            "--imgsz",
-            str(args.imgsz),
-            "--device",
-            args.device,
-            "--run",
-            name,
-            arm,
-            str(seed),
-        ]
+        command = [sys.executable, __file__, "--out", str(args.out), "--epochs", str(args.epochs), "--seeds",
+                   str(args.seeds), "--imgsz", str(args.imgsz), "--device", args.device, "--run", name, arm, str(seed)]  # fmt: skip
         if args.model:
             command += ["--model", args.model]
         log_file = args.out / "detect" / name / "runs" / arm / f"seed{seed}.log"
