@@ -69,7 +69,7 @@ from trainability_results import STORE, load_runs, record_folder, restore_runs, 
 from ccaug.data.formats import read_dataset, write_dataset
 from ccaug.data.geometry import POLY_COLUMNS
 from ccaug.detect import DetectorSettings, TrainabilityConfig, run_trainability
-from ccaug.detect.experiment import BASELINE, COPY_PASTE
+from ccaug.detect.experiment import BASELINE, COPY_PASTE, SYNTHETIC
 from ccaug.detect.report import build_report
 from ccaug.fileio import copy_file
 from ccaug.pipeline.synth_plan import SynthSettings
@@ -165,6 +165,11 @@ def main() -> None:
     parser.add_argument(
         "--variants", nargs="+", metavar="NAME", help="Only these experiments (default: all chosen)."
     )
+    parser.add_argument(
+        "--arms", nargs="+", metavar="ARM", choices=[BASELINE, SYNTHETIC, COPY_PASTE],
+        help="Only these arms (default: every arm of each experiment), e.g. `--arms synthetic` first when a "
+        "session may end before all the runs do.",
+    )  # fmt: skip
     parser.add_argument("--jobs", type=int, default=1, help="Detector trainings run at once (processes).")
     parser.add_argument("--run", nargs=3, metavar=("VARIANT", "ARM", "SEED"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -407,14 +412,21 @@ def save_variant(variant: Variant, args: argparse.Namespace) -> None:
         )
 
 
+def chosen_arms(variant: Variant, args: argparse.Namespace) -> list[str]:
+    return [arm for arm in experiment_config(variant, args).arms if not args.arms or arm in args.arms]
+
+
 def run_variant(variant: Variant, args: argparse.Namespace) -> dict:
+    """Train the missing runs of `variant` and write its report; with --arms, only those arms' runs and no
+    report (a report needs every arm)."""
     folder = args.out / "detect" / variant.name
     config = experiment_config(variant, args)
     run_trainability(config, folder, only=())  # claims the folder and writes its data
     restore_variant(variant, args)
+    only = {(arm, seed) for arm in chosen_arms(variant, args) for seed in range(args.seeds)} if args.arms else None
     started = time.perf_counter()
     try:
-        report = run_trainability(config, folder)
+        report = run_trainability(config, folder, only=only)
     finally:
         save_variant(variant, args)
     print(f"{variant.name}: {time.perf_counter() - started:.0f} s")
@@ -431,7 +443,7 @@ def run_in_parallel(variants: list[Variant], args: argparse.Namespace) -> None:
         run_trainability(experiment_config(variant, args), folder, only=())  # writes the shared data once
         restore_variant(variant, args)
         for seed in range(args.seeds):
-            for arm in experiment_config(variant, args).arms:
+            for arm in chosen_arms(variant, args):
                 owner = (record_owner(variant, arm).name, arm, seed)
                 if owner in owned or (folder / "runs" / arm / f"seed{seed}" / "result.json").is_file():
                     continue
