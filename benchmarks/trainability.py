@@ -36,6 +36,7 @@ Usage:
   python benchmarks/trainability.py --out /tmp/trainability          # writes /tmp/trainability/real-50, stops
   python benchmarks/trainability.py --out /tmp/trainability --model GEN_DIR [--epochs 100] [--device 0]
   python benchmarks/trainability.py --out /tmp/trainability --sweep          # main + the sweep
+  python benchmarks/trainability.py --out /tmp/trainability --jobs 2 --arms synthetic   # those arms only
   python benchmarks/trainability.py --out /tmp/trainability --table          # print the tables only
   python benchmarks/trainability.py --out /tmp/trainability --table --model GEN_DIR --curve curve.png
   python benchmarks/trainability.py --out /tmp/trainability --sweep --device 0 --jobs 6   # one GPU, 6 at once
