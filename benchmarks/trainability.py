@@ -71,7 +71,7 @@ from ccaug.data.formats import read_dataset, write_dataset
 from ccaug.data.geometry import POLY_COLUMNS
 from ccaug.detect import DetectorSettings, TrainabilityConfig, run_trainability
 from ccaug.detect.experiment import BASELINE, COPY_PASTE, SYNTHETIC
-from ccaug.detect.report import build_report
+from ccaug.detect.report import build_report, per_class_table
 from ccaug.fileio import copy_file
 from ccaug.pipeline.synth_plan import SynthSettings
 from ccaug.workspace import EMBEDDED, resolve_source
@@ -114,6 +114,7 @@ SWEEP = [
     # what a generator that reproduced its training set perfectly at its own resolution would add
     Variant("real-at-64px", "real-at-64px"),
 ]
+MAIN_NAMES = {variant.name for variant in NO_GENERATOR + MAIN}  # per-class tables for these; the sweep's would flood
 VARIANTS = {variant.name: variant for variant in NO_GENERATOR + MAIN + SWEEP}  # sources before their reusers
 GENERATOR_RESOLUTION = 64  # tiny-aerial's; the detector sees synthetic images upsampled 4x to --imgsz 256
 
@@ -490,8 +491,9 @@ def print_tables(variants: list[Variant], args: argparse.Namespace) -> None:
     BENCHMARKS.md; an experiment with fewer finished seeds than --seeds is marked partial."""
     print("\n| experiment | arm | seeds | mAP50 | mAP50-95 | gain mAP50 (paired) | gain mAP50-95 (paired) |")
     print("|---|---|---|---|---|---|---|")
+    reports = {}
     for variant in variants:
-        report = recorded_report(variant, args)
+        report = reports[variant.name] = recorded_report(variant, args)
         if report is None:
             continue
         partial = " (partial)" if len(report["arms"][BASELINE]["seeds"]) < args.seeds else ""
@@ -502,6 +504,9 @@ def print_tables(variants: list[Variant], args: argparse.Namespace) -> None:
                 f"| {variant.name} ({variant.task}){partial} | {arm} | {len(entry['seeds'])} | {score(entry['map50'])} | "
                 f"{score(entry['map50_95'])} | {gain(entry.get('gain_map50'))} | {gain(entry.get('gain_map50_95'))} |"
             )
+    for name, report in reports.items():
+        if report is not None and name in MAIN_NAMES:
+            print(f"\n{name}: AP50 per class, mean of the seeds above\n\n{per_class_table(report['arms'])}")
 
 
 def recorded_report(variant: Variant, args: argparse.Namespace) -> dict | None:

@@ -114,7 +114,7 @@ def render_markdown(report: dict) -> str:
                          f"mAP50-95 {arm['gain_map50_95']['verdict']}.")  # fmt: skip
     if len(arms) == 1:
         lines.append("- Only the baseline ran (no --synthetic and no --augment), so there is nothing to compare.")
-    lines += ["", "## Per-class AP50 (mean over seeds)", "", _per_class_table(arms), ""]
+    lines += ["", "## Per-class AP50 (mean over seeds)", "", per_class_table(arms), ""]
     for name, file in report.get("plots", {}).items():
         lines += [f"![{name}]({file})", ""]
     lines += ["## Configuration", "", "```json", json.dumps(config, indent=1), "```", ""]
@@ -160,7 +160,8 @@ def _format_gain(gain: dict | None) -> str:
     return f"{gain['mean']:+.3f} ± {gain['std']:.3f}{mark}"
 
 
-def _per_class_table(arms: dict) -> str:
+def per_class_table(arms: dict) -> str:
+    """AP50 per class (rows) and arm (columns), as Markdown."""
     classes = list(dict.fromkeys(name for arm in arms.values() for name in arm["per_class"]))
     header = "| class | instances | " + " | ".join(arms) + " |"
     rows = [header, "|---|---|" + "---|" * len(arms)]
