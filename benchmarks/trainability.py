@@ -65,7 +65,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from trainability_results import STORE, load_runs, record_folder, restore_runs, save_run
+from trainability_results import STORE, load_runs, record_folder, record_generator, restore_runs, save_run
 
 from ccaug.data.formats import read_dataset, write_dataset
 from ccaug.data.geometry import POLY_COLUMNS
@@ -116,6 +116,7 @@ SWEEP = [
 ]
 MAIN_NAMES = {variant.name for variant in NO_GENERATOR + MAIN}  # per-class tables for these; the sweep's would flood
 VARIANTS = {variant.name: variant for variant in NO_GENERATOR + MAIN + SWEEP}  # sources before their reusers
+GENERATOR_RECORD = STORE / f"generator-real-{REAL_N}"  # the scarce set's generator, kept in the repository
 GENERATOR_RESOLUTION = 64  # tiny-aerial's; the detector sees synthetic images upsampled 4x to --imgsz 256
 
 
@@ -173,6 +174,12 @@ def main() -> None:
         "session may end before all the runs do.",
     )  # fmt: skip
     parser.add_argument("--jobs", type=int, default=1, help="Detector trainings run at once (processes).")
+    parser.add_argument(
+        "--record-generator", action="store_true",
+        help="Keep --model (a finished train-generator run) in the repository, at "
+        "benchmarks/results/trainability/generator-real-50 "
+        "(fp16 weights, 15 MB), and stop; commit it, then render with --model pointing there.",
+    )  # fmt: skip
     parser.add_argument("--run", nargs=3, metavar=("VARIANT", "ARM", "SEED"), help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -182,6 +189,11 @@ def main() -> None:
         if unknown:
             raise SystemExit(f"--variants: unknown {', '.join(sorted(unknown))}")
         variants = [variant for name, variant in VARIANTS.items() if name in args.variants]
+    if args.record_generator:
+        if args.model is None:
+            raise SystemExit("--record-generator keeps --model: give the train-generator run folder")
+        print(f"recorded: {record_generator(Path(args.model), GENERATOR_RECORD)}")
+        return
     if args.run:
         name, arm, seed = args.run
         run_trainability(

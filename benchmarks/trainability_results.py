@@ -14,18 +14,24 @@ into its output folder before it trains anything, so it trains only the runs tha
 tables are built from the records alone. A synthetic arm's record also carries the SHA-256 of the synthetic
 images and labels it trained on: a generator trained again renders other images, so its synthetic arms are
 not restored, and a table uses the synthetic runs of one rendering only.
+
+The scarce set's generator is kept here too (`record_generator`), since retraining it costs ~2 h of this
+CPU and, not being bit for bit repeatable, renders other images: its checkpoint's weights in half precision
+(15 MB instead of 30; they load into the fp32 model unchanged otherwise), its config, ``run.json`` and
+``metrics.jsonl``. ``--model benchmarks/results/trainability/generator-real-50`` then renders from it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import subprocess
 from collections import Counter
 from pathlib import Path
 
 from ccaug.detect.experiment import SYNTHETIC, RunResult, TrainabilityConfig
-from ccaug.fileio import write_json
+from ccaug.fileio import atomic_path, write_json
 
 STORE = Path(__file__).resolve().parent / "results" / "trainability"
 PATH_KEYS = ("real", "synthetic")  # where the data lay on the machine that ran it: not part of the experiment
@@ -98,6 +104,34 @@ def load_runs(records: Path, arm: str) -> list[RunResult]:
     renderings = Counter(record["synthetic_sha256"] for record in loaded)
     chosen = renderings.most_common(1)[0][0] if arm == SYNTHETIC and renderings else None
     return [RunResult(**record["result"]) for record in loaded if record["synthetic_sha256"] == chosen]
+
+
+def record_generator(run: Path, target: Path) -> Path:
+    """Copy the generator of the train-generator run folder `run` into `target` (its ``checkpoint/``
+    with the weights stored as fp16, and the run's ``run.json`` and ``metrics.jsonl``); returns the
+    checkpoint folder written. Floating-point tensors are halved, others are kept as they are."""
+    import safetensors.torch  # lazy: the run records need no tensors
+
+    source = run / "checkpoint"
+    for path in (source / "config.json", source / "model.safetensors", run / "run.json", run / "metrics.jsonl"):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: not a finished train-generator run (--model RUN_DIR)")
+    checkpoint = target / "checkpoint"
+    checkpoint.mkdir(parents=True, exist_ok=True)
+    state = safetensors.torch.load_file(str(source / "model.safetensors"))
+    halved = {key: value.half() if value.is_floating_point() else value for key, value in state.items()}
+    with safetensors.safe_open(str(source / "model.safetensors"), framework="pt") as file:
+        metadata = file.metadata()
+    with atomic_path(checkpoint / "model.safetensors") as tmp:
+        safetensors.torch.save_file(halved, str(tmp), metadata=metadata)
+    for source_file, copy in (
+        (source / "config.json", checkpoint / "config.json"),
+        (run / "run.json", target / "run.json"),
+        (run / "metrics.jsonl", target / "metrics.jsonl"),
+    ):
+        with atomic_path(copy) as tmp:
+            shutil.copyfile(source_file, tmp)
+    return checkpoint
 
 
 def _commit() -> str | None:

@@ -72,3 +72,42 @@ def test_synthetic_runs_on_other_images_are_not_restored_and_not_mixed_into_a_ta
     counts = restore_runs(records, tmp_path / "b", "synthetic", synthetic)
     assert counts == {"restored": 1, "other synthetic images": 2}
     assert [run.seed for run in load_runs(records, "synthetic")] == [0, 1]  # the rendering most seeds used
+
+
+def test_the_recorded_generator_is_half_the_size_and_loads_into_the_fp32_model(tmp_path):
+    import torch
+    from trainability_results import record_generator
+
+    from ccaug.model.generator import CCDiffGenerator
+    from ccaug.model.generator_config import GeneratorConfig
+
+    torch.manual_seed(0)
+    config = GeneratorConfig(
+        resolution=32, categories=("plane", "ship"), unet_channels=(32, 32, 64), text_dim=32, text_layers=1,
+        caption_length=40, image_dim=32, reference_size=32, background_size=32, resampler_dim=32,
+        resampler_depth=1, resampler_heads=2, cgm_heads=4,
+    )  # fmt: skip
+    run = tmp_path / "gen-real-50"
+    trained = CCDiffGenerator(config)
+    trained.save_pretrained(run / "checkpoint")
+    (run / "run.json").write_text('{"training": {"guidance_scale": 3.0}}')
+    (run / "metrics.jsonl").write_text('{"step": 50, "loss": 1.0}\n')
+
+    checkpoint = record_generator(run, tmp_path / "store" / "generator-real-50")
+
+    original = (run / "checkpoint" / "model.safetensors").stat().st_size
+    assert (checkpoint / "model.safetensors").stat().st_size < 0.6 * original
+    assert (checkpoint.parent / "metrics.jsonl").read_text() == '{"step": 50, "loss": 1.0}\n'
+    loaded = CCDiffGenerator.from_pretrained(checkpoint)
+    for key, value in trained.checkpoint_state().items():
+        restored = loaded.state_dict()[key]
+        assert restored.dtype == value.dtype
+        torch.testing.assert_close(restored, value.half().to(value.dtype), rtol=0, atol=0)
+
+
+def test_recording_an_unfinished_generator_run_names_the_missing_file(tmp_path):
+    from trainability_results import record_generator
+
+    (tmp_path / "run" / "checkpoint").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        record_generator(tmp_path / "run", tmp_path / "store")
