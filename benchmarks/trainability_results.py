@@ -25,13 +25,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import subprocess
 from collections import Counter
 from pathlib import Path
 
 from ccaug.detect.experiment import SYNTHETIC, RunResult, TrainabilityConfig
-from ccaug.fileio import atomic_path, write_json
+from ccaug.fileio import atomic_path, copy_file, write_json
 
 STORE = Path(__file__).resolve().parent / "results" / "trainability"
 PATH_KEYS = ("real", "synthetic")  # where the data lay on the machine that ran it: not part of the experiment
@@ -129,8 +128,7 @@ def record_generator(run: Path, target: Path) -> Path:
         (run / "run.json", target / "run.json"),
         (run / "metrics.jsonl", target / "metrics.jsonl"),
     ):
-        with atomic_path(copy) as tmp:
-            shutil.copyfile(source_file, tmp)
+        copy_file(source_file, copy)
     return checkpoint
 
 
