@@ -31,7 +31,7 @@ import pandas as pd
 import shapely
 from PIL import Image
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
 from ccaug.data.dataset import Dataset
 from ccaug.data.errors import Problems
@@ -39,6 +39,7 @@ from ccaug.data.formats.common import split_prefix, write_classes_file
 from ccaug.data.formats.dota import HEADER_KEYS, IMAGE_DIR, LABEL_DIR, MIN_AREA, format_label_file
 from ccaug.data.geometry import POLY_COLUMNS, polygon_area, polygon_to_hbb, rectify_polygon
 from ccaug.fileio import save_image, write_text
+from ccaug.progress import progress_bar
 
 # PIL modes that a PNG stores as they are; anything else (palette, CMYK, float) is converted to RGB.
 _PNG_MODES = ("L", "RGB", "RGBA", "I;16")
@@ -439,14 +440,14 @@ class _ProgressBar:
     """Images done and megapixels per second, on stderr (stdout stays for results)."""
 
     def __init__(self, total: int, enabled: bool):
-        self.progress = Progress(
+        self.progress = progress_bar(
             TextColumn("tiling"),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("images  {task.fields[rate]:.1f} MP/s"),
             TimeElapsedColumn(),
             console=Console(stderr=True),
-            disable=not enabled,
+            enabled=enabled,
         )
         self.task = self.progress.add_task("tiling", total=total, rate=0.0)
         self.megapixels = 0.0

@@ -63,7 +63,7 @@ import numpy as np
 import pandas as pd
 import shapely
 from PIL import Image
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
 from ccaug.data.dataset import Dataset
 from ccaug.data.formats import write_dataset
@@ -71,6 +71,7 @@ from ccaug.data.formats.common import split_prefix
 from ccaug.data.formats.dota import HEADER_KEYS, MIN_AREA, _check_writable_names
 from ccaug.data.geometry import POLY_COLUMNS, polygon_area
 from ccaug.fileio import save_image, write_json
+from ccaug.progress import progress_bar
 
 __all__ = [
     "TerrainMaps",
@@ -620,7 +621,7 @@ def copy_paste_dataset(
     header_keys = [key for key in HEADER_KEYS if key in dataset.images.columns]
     images, instances, provenance = [], [], []
     columns = (TextColumn("copy-paste"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, disable=not progress) as bar:
+    with progress_bar(*columns, enabled=progress) as bar:
         task = bar.add_task("copy-paste", total=n_images)
         for index, position in enumerate(_source_order(len(dataset), n_images, seed)):
             target = dataset.images.iloc[position]

@@ -35,10 +35,11 @@ import numpy as np
 import pandas as pd
 import torch
 from PIL import Image
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
 from ccaug.data.dataset import Dataset
 from ccaug.model.references import check_lengths, read_bank, write_bank
+from ccaug.progress import progress_bar
 
 _KIND = "background_bank"
 
@@ -97,7 +98,7 @@ class BackgroundBank:
         )
         pixels = np.zeros((len(captions), image_size, image_size, 3), dtype=np.uint8)
         columns = (TextColumn("background bank"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-        with Progress(*columns, disable=not progress) as bar:
+        with progress_bar(*columns, enabled=progress) as bar:
             task = bar.add_task("resize", total=len(captions))
             for index, (_, image) in enumerate(dataset.images.iterrows()):
                 with Image.open(dataset.image_path(image)) as file:

@@ -34,11 +34,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 from diffusers.utils.torch_utils import randn_tensor
-from rich.progress import Progress
 from torch import nn
 
 from ccaug.model.references import FeatureCache, cache_key
 from ccaug.model.text import TextEncoding
+from ccaug.progress import progress_bar
 
 if TYPE_CHECKING:
     from ccaug.model.generator import CCDiffGenerator
@@ -127,7 +127,7 @@ class FrozenFeatures:
             return features
         cache = FeatureCache(folder)
         device = generator.device
-        with Progress(disable=not progress, transient=True) as bar, torch.no_grad():
+        with progress_bar(enabled=progress, transient=True) as bar, torch.no_grad():
 
             def run(
                 what: str, total: int, compute: Callable[[Callable[[int], None]], dict[str, torch.Tensor]]

@@ -44,11 +44,12 @@ import numpy as np
 import pandas as pd
 import torch
 from PIL import Image
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
 from ccaug.data.dataset import Dataset
 from ccaug.data.geometry import POLY_COLUMNS, le90_to_polygon, polygon_area, polygon_to_hbb, polygon_to_le90
 from ccaug.model.references import check_lengths, read_bank, table_to_json, write_bank
+from ccaug.progress import progress_bar
 
 CROP_MODES = ("rotated", "hbb")
 TABLE_COLUMNS = ["label", "category", "image_id", "instance", "area", "aspect", "truncated", "group", "mask"]
@@ -140,7 +141,7 @@ class InstanceBank:
         rows_of_image = chosen.groupby("image_id", sort=False).indices
         images = dataset.images[dataset.images["image_id"].isin(rows_of_image)]
         columns = (TextColumn("instance bank"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-        with Progress(*columns, disable=not progress) as bar:
+        with progress_bar(*columns, enabled=progress) as bar:
             task = bar.add_task("crop", total=len(images))
             for _, image in images.iterrows():
                 pixels = _read_rgb(dataset.image_path(image))

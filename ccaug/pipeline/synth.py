@@ -64,6 +64,7 @@ from ccaug.pipeline.synth_plan import (
     plan_summary,
     scaled_polygons,
 )
+from ccaug.progress import progress_bar
 
 RUN_FORMAT = "ccaug-synth/1"
 STEM = "synth_{:06d}"
@@ -629,7 +630,6 @@ def _progress(enabled: bool, total: int, title: str) -> Iterator[Callable[[int],
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
-        Progress,
         TextColumn,
         TimeElapsedColumn,
         TimeRemainingColumn,
@@ -640,7 +640,7 @@ def _progress(enabled: bool, total: int, title: str) -> Iterator[Callable[[int],
         TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
     )  # fmt: skip
     started = time.perf_counter()
-    with Progress(*columns, disable=not enabled) as bar:
+    with progress_bar(*columns, enabled=enabled) as bar:
         task = bar.add_task("images", total=total, ips=0.0)
 
         def advance(rendered: int) -> None:

@@ -58,7 +58,7 @@ from accelerate.state import AcceleratorState, PartialState
 from accelerate.utils import DistributedDataParallelKwargs
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 from torch import nn
 
 from ccaug.fileio import write_json
@@ -73,6 +73,7 @@ from ccaug.pipeline.previews import validation_batch, write_sample_grid
 from ccaug.pipeline.run_folder import append_metrics, claim_run_folder, load_or_build_banks, truncate_metrics
 from ccaug.pipeline.text_embedding import HashedCaptionEmbedder
 from ccaug.pipeline.training_config import RUN_FORMAT, TrainingConfig
+from ccaug.progress import progress_bar
 from ccaug.workspace import register_generator, resolve_source
 
 
@@ -236,7 +237,7 @@ def train_generator(
         TimeRemainingColumn(),
     )  # fmt: skip
     objective.train()
-    with Progress(*columns, disable=not (progress and accelerator.is_main_process)) as bar:
+    with progress_bar(*columns, enabled=progress and accelerator.is_main_process) as bar:
         task = bar.add_task("steps", total=config.max_steps, completed=position.step, loss=math.nan, ips=0.0)
         while position.step < config.max_steps:
             sampler.set_epoch(position.epoch)

@@ -24,13 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
 from ccaug.data.dataset import Dataset
 from ccaug.data.formats import write_dataset
 from ccaug.datasets.aerial.classes import AERIAL_CLASSES, ALLOWED_TERRAIN, SCENE_KINDS, TERRAIN_CLASSES
 from ccaug.datasets.aerial.render import render_scene
 from ccaug.fileio import save_image, write_json
+from ccaug.progress import progress_bar
 
 STEM = "aerial_{:06d}"
 _SPLIT_STREAM = 0x5E1EC7  # an extra SeedSequence word for the split's random stream
@@ -165,7 +166,7 @@ def _render_all(jobs: list[ImageJob], out: Path, workers: int, progress: bool) -
         MofNCompleteColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, disable=not progress) as bar:
+    with progress_bar(*columns, enabled=progress) as bar:
         task = bar.add_task("render", total=len(jobs))
         if workers <= 1 or len(jobs) == 1:
             for job in jobs:
