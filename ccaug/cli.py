@@ -514,7 +514,7 @@ def synth_command(
     verify: Annotated[bool, typer.Option(help="Check every instance with a detector trained on the real data.")] = False,
     verify_policy: Annotated[VerifyPolicy, typer.Option(help="With --verify: drop unfound instances from the labels, or re-render the image with a new seed.")] = VerifyPolicy.drop,
     verify_detector: Annotated[Path | None, typer.Option(help="With --verify: a local .pt detector trained on the real data (default: train one into OUT/verify-detector).")] = None,
-    verify_epochs: Annotated[int, typer.Option(help="With --verify and no --verify-detector: epochs of the detector trained on the real data.")] = 30,
+    verify_epochs: Annotated[int, typer.Option(help="With --verify and no --verify-detector: epochs of the detector trained on the real data (a small set is repeated within each epoch so that it sees at least 24,000 images in all).")] = 30,
     verify_imgsz: Annotated[int, typer.Option(help="With --verify: the detector's image size (training and checking).")] = 256,
     verify_device: Annotated[str, typer.Option(help="With --verify: the detector's device ('cpu', '0').")] = "cpu",
     num_shards: Annotated[int | None, typer.Option(help="Split the job into this many shards (without accelerate launch).")] = None,

@@ -12,19 +12,27 @@ applies one of `VERIFY_POLICIES` to the instances that were not found.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import shapely
+import yaml
 
 from ccaug.data.geometry import hbb_to_polygon, polygon_to_hbb
 from ccaug.detect.experiment import read_with_classes
+from ccaug.detect.mixing import fill_epoch
 from ccaug.detect.offline import use_offline_ultralytics
 from ccaug.detect.yolo import TASKS, DetectorSettings, train
+from ccaug.fileio import write_text
 from ccaug.metrics.yoloscore import _write_for_ultralytics
 
 VERIFY_POLICIES = ("drop", "rerender")  # drop: unfound instances leave the labels; rerender: a new seed
+# The fewest training images the verifier sees in all: a small real set is repeated within each epoch to reach
+# it. 24,000 is the trainability experiment's budget (100 epochs of 240 images), where YOLOv8n reaches 0.59
+# mAP50 on 50 real aerial images; 100 epochs of those 50 alone (5,000 seen) reached 0.08 (BENCHMARKS.md).
+VERIFIER_MIN_IMAGES_SEEN = 24_000
 
 
 def match_instances(
@@ -213,10 +221,20 @@ def _category_of_class(names: dict[int, str], categories: list[str], weights: Pa
     return table
 
 
-def verify_detector(real: str | Path, fmt: str | None, out: str | Path, settings: DetectorSettings) -> Path:
+def verify_detector(
+    real: str | Path,
+    fmt: str | None,
+    out: str | Path,
+    settings: DetectorSettings,
+    *,
+    min_images_seen: int = VERIFIER_MIN_IMAGES_SEEN,
+) -> Path:
     """The weights of a detector trained on the real data set's 'train' split (validated on its 'val'), trained
     into `out` with ccaug.detect.yolo.train(seed=0) unless a finished run is already there (train() itself skips
-    a finished run and resumes an interrupted one). Return the weights path."""
+    a finished run and resumes an interrupted one). Return the weights path.
+
+    Each epoch holds the train images repeated up to ``ceil(min_images_seen / epochs)`` entries, so a scarce
+    real set still gets a verifier that finds instances; a set at least that large is used once per epoch."""
     out = Path(out)
     use_offline_ultralytics(out / "ultralytics")
     real_set = read_with_classes(real, fmt, None, "real")
@@ -225,4 +243,19 @@ def verify_detector(real: str | Path, fmt: str | None, out: str | Path, settings
             raise ValueError(f"{real}: the real data set has no '{split}' images to train the verifier on")
     yolo_format = "yolo-obb" if settings.task == "obb" else "yolo"
     data_yaml = _write_for_ultralytics(real_set, out / "data", yolo_format)
-    return train(data_yaml, out, settings, seed=0)
+    epoch = math.ceil(min_images_seen / settings.epochs)
+    return train(_with_filled_epochs(data_yaml, epoch), out, settings, seed=0)
+
+
+def _with_filled_epochs(data_yaml: Path, epoch_size: int) -> Path:
+    """A copy of `data_yaml` whose train entry lists its train images, repeated to `epoch_size` if fewer."""
+    config = yaml.safe_load(data_yaml.read_text())
+    images = sorted(str(path.resolve()) for path in (Path(config["path"]) / config["train"]).iterdir() if path.is_file())
+    if not images:
+        raise ValueError(f"{data_yaml}: no train images to train the verifier on")
+    listed = fill_epoch(images, max(epoch_size, len(images)), np.random.default_rng(0))
+    listing = data_yaml.with_name("train-epoch.txt")
+    write_text(listing, "".join(f"{path}\n" for path in listed))
+    filled = data_yaml.with_name("train.yaml")
+    write_text(filled, yaml.safe_dump({**config, "train": str(listing.resolve())}, sort_keys=False, allow_unicode=True))
+    return filled

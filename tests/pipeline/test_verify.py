@@ -8,15 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from ccaug.data.formats import read_dataset
 from ccaug.data.geometry import hbb_to_polygon, le90_to_polygon
 from ccaug.datasets.aerial import make_aerial
 from ccaug.detect import DetectorSettings
-from ccaug.pipeline.verify import InstanceVerifier, match_instances, verify_detector
+from ccaug.pipeline.verify import InstanceVerifier, _with_filled_epochs, match_instances, verify_detector
 
 TINY = DetectorSettings(epochs=1, imgsz=64, batch=4, workers=0)
+FILLED_EPOCH = 10  # the verifier's images per epoch in these tests: more than the aerial fixture's train images
 # The detector's classes in another order than the layouts', with one the layouts do not use.
 CATEGORIES = ["ship", "storage tank", "plane"]
 DETECTOR_NAMES = {0: "plane", 1: "vehicle", 2: "ship", 3: "storage tank"}
@@ -139,7 +141,7 @@ def trained(aerial, tmp_path_factory) -> tuple[Path, Path, list[str]]:
     with pytest.MonkeyPatch.context() as patch:
         for owner, name in NETWORK_EXITS:
             patch.setattr(owner, name, refuse)
-        weights = verify_detector(aerial, "dota", out, TINY)
+        weights = verify_detector(aerial, "dota", out, TINY, min_images_seen=FILLED_EPOCH)
     return weights, out, attempts
 
 
@@ -197,8 +199,28 @@ def test_the_verification_detector_is_trained_offline_once_and_then_reused(train
     assert attempts == []
     assert weights == out / "weights" / "last.pt" and weights.is_file()
     stamp = weights.stat().st_mtime_ns
-    assert verify_detector(aerial, "dota", out, TINY) == weights
+    assert verify_detector(aerial, "dota", out, TINY, min_images_seen=FILLED_EPOCH) == weights
     assert weights.stat().st_mtime_ns == stamp
+
+
+def test_a_scarce_real_set_is_repeated_within_each_epoch_of_the_verifier(trained, aerial):
+    _, out, _ = trained
+    train_images = {path.resolve() for path in (out / "data" / "images" / "train").iterdir()}
+    listed = [Path(line) for line in (out / "data" / "train-epoch.txt").read_text().splitlines()]
+    assert len(listed) == FILLED_EPOCH and set(listed) == train_images
+    counts = [listed.count(path) for path in train_images]
+    assert min(counts) >= FILLED_EPOCH // len(train_images) and max(counts) - min(counts) <= 1
+    trained_on = yaml.safe_load((out / "args.yaml").read_text())["data"]
+    assert yaml.safe_load(Path(trained_on).read_text())["train"] == str((out / "data" / "train-epoch.txt").resolve())
+
+
+def test_a_real_set_larger_than_the_epoch_is_listed_once(trained, tmp_path):
+    _, out, _ = trained
+    data_yaml = tmp_path / "score.yaml"  # its `path` is absolute: the copy points at the same images
+    data_yaml.write_text((out / "data" / "score.yaml").read_text())
+    filled = _with_filled_epochs(data_yaml, epoch_size=1)
+    listed = Path(yaml.safe_load(filled.read_text())["train"]).read_text().splitlines()
+    assert sorted(listed) == sorted(str(path.resolve()) for path in (out / "data" / "images" / "train").iterdir())
 
 
 def test_a_real_set_without_val_images_is_refused(tmp_path):
