@@ -18,6 +18,9 @@ from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskID
 from rich.text import Text
 
 LOG_EVERY_SECONDS = 30.0
+# rich estimates speed (and so the ETA) from the updates of the last 30 s by default; a batch of diffusion
+# sampling on a CPU takes longer than that, which left the ETA blank. Ten minutes covers the slowest batches.
+SPEED_WINDOW_SECONDS = 600.0
 
 
 def progress_bar(
@@ -29,11 +32,12 @@ def progress_bar(
 ) -> Progress:
     """A rich `Progress` with `columns`: live in a terminal, plain log lines elsewhere, silent if not `enabled`."""
     console = console or get_console()
+    window = SPEED_WINDOW_SECONDS
     if not enabled:
         return Progress(*columns, console=console, disable=True)
     if console.is_terminal:
-        return Progress(*columns, console=console, transient=transient)
-    return LineProgress(*columns, console=console, every=every)
+        return Progress(*columns, console=console, transient=transient, speed_estimate_period=window)
+    return LineProgress(*columns, console=console, every=every, speed_estimate_period=window)
 
 
 class LineProgress(Progress):

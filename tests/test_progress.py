@@ -1,7 +1,7 @@
 import io
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ccaug.progress import LineProgress, progress_bar
 
@@ -30,6 +30,18 @@ def test_lines_are_throttled_but_the_first_and_the_finished_one_are_always_writt
             bar.advance(task)
         bar.advance(task, 0)  # updates after the end write nothing more
     assert out.getvalue().splitlines() == ["crop 1/5", "crop 5/5"]
+
+
+def test_the_eta_is_estimated_from_updates_further_apart_than_rich_s_30_seconds():
+    log, out = console(terminal=False)
+    now = [0.0]
+    with progress_bar(TextColumn("synth"), MofNCompleteColumn(), TimeRemainingColumn(), console=log, every=0.0) as bar:
+        bar.get_time = lambda: now[0]  # rich's clock for speed estimates: one batch every 90 s
+        task = bar.add_task("images", total=4)
+        for done in range(1, 4):
+            now[0] += 90.0
+            bar.update(task, completed=done)
+    assert out.getvalue().splitlines()[-1] == "synth 3/4 0:01:30"
 
 
 def test_disabled_progress_writes_nothing_and_a_terminal_gets_rich_s_live_bar():
