@@ -13,6 +13,7 @@ applies one of `VERIFY_POLICIES` to the instances that were not found.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -244,7 +245,25 @@ def verify_detector(
     yolo_format = "yolo-obb" if settings.task == "obb" else "yolo"
     data_yaml = _write_for_ultralytics(real_set, out / "data", yolo_format)
     epoch = math.ceil(min_images_seen / settings.epochs)
-    return train(_with_filled_epochs(data_yaml, epoch), out, settings, seed=0)
+    filled = _with_filled_epochs(data_yaml, epoch)
+    _warn_if_trained_on_unfilled_epochs(out)
+    return train(filled, out, settings, seed=0)
+
+
+def _warn_if_trained_on_unfilled_epochs(out: Path) -> None:
+    """A verifier trained by ccaug before it filled the epochs saw a scarce set only once per epoch and can
+    find almost nothing (0.08 mAP50 on 50 real images, BENCHMARKS.md); train() would reuse it as it is."""
+    args = out / "args.yaml"
+    if not args.is_file():
+        return
+    trained_on = yaml.safe_load(args.read_text()).get("data") or ""
+    if Path(trained_on).name != "train.yaml":
+        warnings.warn(
+            f"{out}: this verifier was trained on {trained_on}, each real image once per epoch, before ccaug "
+            f"repeated a small real set up to {VERIFIER_MIN_IMAGES_SEEN:,} images; on a scarce set it finds "
+            "few instances. Delete the folder to train the stronger verifier.",
+            stacklevel=3,
+        )
 
 
 def _with_filled_epochs(data_yaml: Path, epoch_size: int) -> Path:

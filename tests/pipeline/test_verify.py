@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -212,6 +214,21 @@ def test_a_scarce_real_set_is_repeated_within_each_epoch_of_the_verifier(trained
     assert min(counts) >= FILLED_EPOCH // len(train_images) and max(counts) - min(counts) <= 1
     trained_on = yaml.safe_load((out / "args.yaml").read_text())["data"]
     assert yaml.safe_load(Path(trained_on).read_text())["train"] == str((out / "data" / "train-epoch.txt").resolve())
+
+
+def test_reusing_a_verifier_trained_on_unfilled_epochs_warns_and_reusing_a_filled_one_does_not(
+    trained, aerial, tmp_path
+):
+    weights, out, _ = trained
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert verify_detector(aerial, "dota", out, TINY, min_images_seen=FILLED_EPOCH) == weights
+    old = tmp_path / "old-verifier"
+    shutil.copytree(out, old)
+    args = yaml.safe_load((old / "args.yaml").read_text())
+    (old / "args.yaml").write_text(yaml.safe_dump({**args, "data": str(old / "data" / "data.yaml")}))
+    with pytest.warns(UserWarning, match="once per epoch.*Delete the folder"):
+        assert verify_detector(aerial, "dota", old, TINY, min_images_seen=FILLED_EPOCH) == old / "weights" / "last.pt"
 
 
 def test_a_real_set_larger_than_the_epoch_is_listed_once(trained, tmp_path):
